@@ -1,0 +1,3 @@
+"""persona_jax: JAX-native multi-turn RL for consistent persona simulation."""
+
+__version__ = "0.1.0"
