@@ -1,0 +1,1 @@
+"""RL algorithms: advantage estimators, losses and the update steps built from them."""

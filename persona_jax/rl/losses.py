@@ -1,0 +1,93 @@
+"""Policy-gradient losses as pure functions of per-token arrays and a policy-token mask.
+
+Every function returns (scalar loss, dict of scalar diagnostics) so the update step can log
+clip fractions, KL and entropy without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from persona_jax.rl.advantages import masked_mean
+
+
+def token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """log p(tokens) under `logits` [batch, T, V] -> [batch, T] (float32)."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+
+
+def entropy_from_logits(logits: jax.Array) -> jax.Array:
+    """Per-token entropy [batch, T] of the categorical distribution given by `logits`."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def kl_estimate(logp: jax.Array, ref_logp: jax.Array, kind: str = "k3") -> jax.Array:
+    """Per-token estimate of KL(policy || reference) from sampled tokens.
+
+    k1 = logp - ref_logp is unbiased but can be negative; k3 = exp(r) - r - 1 with
+    r = ref_logp - logp is unbiased and non-negative (Schulman's estimator), the better
+    choice as a loss term; k1 is the classic choice inside the reward.
+    """
+    if kind == "k1":
+        return logp - ref_logp
+    if kind == "k3":
+        r = ref_logp - logp
+        return jnp.exp(r) - r - 1.0
+    raise ValueError(f"unknown KL estimator {kind!r}; use 'k1' or 'k3'")
+
+
+def ppo_policy_loss(
+    logp: jax.Array,
+    old_logp: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    clip_eps: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Clipped surrogate objective (negated, to minimise), averaged over policy tokens."""
+    log_ratio = logp - old_logp
+    ratio = jnp.exp(log_ratio)
+    unclipped = ratio * advantages
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    loss = masked_mean(-jnp.minimum(unclipped, clipped), mask)
+    clipfrac = masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask)
+    approx_kl = masked_mean(0.5 * log_ratio**2, mask)
+    return loss, {"clipfrac": clipfrac, "approx_kl_old": approx_kl}
+
+
+def value_loss(
+    values: jax.Array,
+    old_values: jax.Array,
+    returns: jax.Array,
+    mask: jax.Array,
+    *,
+    clip_eps: float | None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """0.5 * squared error to the returns; PPO's clipped variant when `clip_eps` is set."""
+    err = (values - returns) ** 2
+    if clip_eps is None:
+        return 0.5 * masked_mean(err, mask), {"vf_clipfrac": jnp.zeros(())}
+    clipped_v = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
+    err_clipped = (clipped_v - returns) ** 2
+    loss = 0.5 * masked_mean(jnp.maximum(err, err_clipped), mask)
+    frac = masked_mean((err_clipped > err).astype(jnp.float32), mask)
+    return loss, {"vf_clipfrac": frac}
+
+
+def reinforce_loss(
+    logp: jax.Array, advantages: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """-A * log p averaged over policy tokens (advantages are treated as constants)."""
+    adv = jax.lax.stop_gradient(advantages)
+    return masked_mean(-adv * logp, mask), {}
+
+
+def adaptive_kl_coef(
+    coef: jax.Array, observed_kl: jax.Array, *, target: float, horizon: float, n_steps: float
+) -> jax.Array:
+    """Proportional KL controller (Ziegler et al. 2019): move the coefficient toward the target."""
+    error = jnp.clip(observed_kl / target - 1.0, -0.2, 0.2)
+    return coef * (1.0 + error * n_steps / horizon)
