@@ -72,7 +72,9 @@ class LlamaConfig:
             )
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in _DTYPES:
-                raise ModelConfigError(f"{name}={getattr(self, name)!r}; use one of {list(_DTYPES)}")
+                raise ModelConfigError(
+                    f"{name}={getattr(self, name)!r}; use one of {list(_DTYPES)}"
+                )
 
     # ------------------------------------------------------------------ derived quantities
     @property

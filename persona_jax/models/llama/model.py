@@ -286,7 +286,9 @@ class ScalarHead(nnx.Module):
     """
 
     def __init__(self, hidden_size: int, num_outputs: int = 1, *, dtype: Any = jnp.float32):
-        self.w = nnx.Param(jnp.zeros((hidden_size, num_outputs), dtype), logical_axes=("embed", None))
+        self.w = nnx.Param(
+            jnp.zeros((hidden_size, num_outputs), dtype), logical_axes=("embed", None)
+        )
         self.b = nnx.Param(jnp.zeros((num_outputs,), dtype), logical_axes=(None,))
 
     def __call__(self, hidden: jax.Array) -> jax.Array:
