@@ -1,0 +1,1 @@
+"""Consistency judges: the input format, the LLM judge and the distilled on-device judge."""
