@@ -1,0 +1,1 @@
+"""Multi-turn conversation environments: the simulated user against a partner model."""
