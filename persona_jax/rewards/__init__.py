@@ -1,0 +1,1 @@
+"""Per-utterance rewards computed on device from token ids (judge scores and penalties)."""
