@@ -111,7 +111,9 @@ def _judge_records(n):
     return [
         {
             "persona": say(int(rng.integers(5, 30))),
-            "history": [say(int(rng.integers(3, 12))) for _ in range(int(rng.integers(0, 6)))],
+            "history": [
+                (bool(i % 2), say(int(rng.integers(3, 12)))) for i in range(int(rng.integers(0, 6)))
+            ],
             "line": say(int(rng.integers(2, 15))),
             "label_p2l": int(rng.integers(2)),
             "label_l2l": int(rng.integers(2)),

@@ -118,10 +118,21 @@ def bucket_length(n: int, buckets: Sequence[int]) -> int:
 
 
 def tokenize_judge_record(
-    record: Mapping[str, Any], tokenizer: Encoder, template: JudgeTemplate, max_len: int
+    record: Mapping[str, Any],
+    tokenizer: Encoder,
+    template: JudgeTemplate,
+    max_len: int,
+    max_history_lines: int | None = None,
 ) -> dict[str, Any]:
-    """Text record (persona, history, line, labels) -> judge ids under the truncation rule."""
-    history = [tokenizer.encode(h + "\n") for h in record["history"]]
+    """Text record -> judge ids under the truncation rule.
+
+    `record["history"]` is a sequence of (is_self, text) pairs, oldest first; only the last
+    `max_history_lines` are considered (the RL step shows the judge a fixed window too).
+    """
+    lines = list(record["history"])
+    if max_history_lines is not None:
+        lines = lines[len(lines) - max_history_lines :] if max_history_lines > 0 else []
+    history = [template.history_line(bool(s), tokenizer.encode(t.strip())) for s, t in lines]
     built = build_judge_input(
         template,
         tokenizer.encode(record["persona"]),
@@ -167,6 +178,7 @@ def judge_pipeline(
     batch_size: int,
     seed: int,
     max_len: int = 512,
+    max_history_lines: int | None = None,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
     shuffle: bool = True,
     num_epochs: int | None = 1,
@@ -185,6 +197,6 @@ def judge_pipeline(
     if shuffle:
         ds = ds.shuffle(seed=seed)
     ds = ds.repeat(num_epochs)[index::count]
-    ds = ds.map(lambda r: tokenize_judge_record(r, tokenizer, template, max_len))
+    ds = ds.map(lambda r: tokenize_judge_record(r, tokenizer, template, max_len, max_history_lines))
     batch_fn = lambda b: pad_judge_batch(b, buckets, pad_id)
     return ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=batch_fn).to_iter_dataset()

@@ -2,7 +2,7 @@
 
 The judge sees (persona, recent history, line) laid out as
 
-    <persona header> persona <history header> [speaker: line\n]* <line header> line <end>
+    <persona header> persona <history header> [Speaker|Other: line\n]* <line header> line <end>
 
 Building it from token ids (the headers are tokenised once) lets the RL step assemble judge
 inputs on device from the policy's own tokens, with no detokenise/retokenise round trip, and
@@ -21,6 +21,11 @@ PERSONA_HEADER = "Persona:\n"
 HISTORY_HEADER = "\nEarlier in the conversation:\n"
 LINE_HEADER = "\nLine to judge:\n"
 END = "\nVerdict:"
+SELF_TAG = "Speaker: "
+OTHER_TAG = "Other: "
+
+
+NEWLINE = "\n"
 
 
 class Encoder(Protocol):
@@ -35,11 +40,21 @@ class JudgeTemplate:
     history_header: tuple[int, ...]
     line_header: tuple[int, ...]
     end: tuple[int, ...]
+    self_tag: tuple[int, ...] = ()
+    other_tag: tuple[int, ...] = ()
+    newline: tuple[int, ...] = ()
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Encoder) -> JudgeTemplate:
         enc = lambda s: tuple(tokenizer.encode(s))
-        return cls(enc(PERSONA_HEADER), enc(HISTORY_HEADER), enc(LINE_HEADER), enc(END))
+        pieces = (PERSONA_HEADER, HISTORY_HEADER, LINE_HEADER, END, SELF_TAG, OTHER_TAG, NEWLINE)
+        return cls(*map(enc, pieces))
+
+    def history_line(self, is_self: bool, content: Sequence[int]) -> list[int]:
+        """A history line as token ids: tag, content, newline. Pieces are tokenised apart so
+        that text-side data and the RL step's generated ids give identical layouts; the
+        persona holder is `Speaker` and the partner `Other` whatever the role names were."""
+        return [*(self.self_tag if is_self else self.other_tag), *content, *self.newline]
 
     @property
     def overhead(self) -> int:

@@ -1,0 +1,147 @@
+"""The distilled judge: a small head over the frozen policy base's lower layers.
+
+Why this shape: the judge must score lines *inside* the jitted RL step from the policy's token
+ids, so it reuses the policy tokenizer and the frozen base checkpoint that is already on device
+as the reference model. Its first `num_layers` decoder layers (a truncated copy of the frozen
+base) read the judge template (persona, recent history, line); an MLP head reads two pooled
+views of the last hidden layer (the mean over the judged line's tokens and the final token)
+and outputs two logits: P(line contradicts the persona) and P(line conflicts with the
+speaker's earlier lines). Only the head is trained and shipped, a few hundred KB, and the
+backbone features of a training set can be computed once and cached, which is what makes
+distillation feasible on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from persona_jax.models.llama.config import LlamaConfig
+from persona_jax.models.llama.model import Params, hidden_states
+
+HEADS = ("prompt_to_line", "line_to_line")
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeConfig:
+    """Static description of a distilled judge (saved as judge_config.json)."""
+
+    num_layers: int = 8
+    hidden: int = 256
+    max_len: int = 512
+    max_history_lines: int = 4
+    base_model: str = "SmolLM2-135M-Instruct"
+    base_vocab_size: int = 49152
+    base_hidden_size: int = 576
+
+    @property
+    def feature_size(self) -> int:
+        return 2 * self.base_hidden_size
+
+
+def truncate_backbone(config: LlamaConfig, params: Params, num_layers: int):
+    """The first `num_layers` decoder layers of a base model (config and params)."""
+    if not 1 <= num_layers <= config.num_layers:
+        raise ValueError(f"judge needs 1..{config.num_layers} base layers, got {num_layers}")
+    cfg = config.replace(num_layers=num_layers)
+    sub = {k: v for k, v in params.items() if k != "lm_head"}
+    sub["layers"] = jax.tree.map(lambda x: x[:num_layers], params["layers"])
+    return cfg, sub
+
+
+def features(
+    backbone_cfg: LlamaConfig,
+    backbone: Params,
+    ids: jax.Array,
+    mask: jax.Array,
+    line_mask: jax.Array,
+) -> jax.Array:
+    """Pooled judge features [B, 2D]: mean over the line's tokens and the last real token."""
+    h, _ = hidden_states(backbone_cfg, backbone, ids, token_mask=mask)
+    h = h.astype(jnp.float32)
+    lm = line_mask.astype(jnp.float32)[..., None]
+    line_mean = jnp.sum(h * lm, axis=1) / jnp.maximum(jnp.sum(lm, axis=1), 1.0)
+    last_idx = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+    last = jnp.take_along_axis(h, last_idx[:, None, None], axis=1)[:, 0]
+    return jnp.concatenate([line_mean, last], axis=-1)
+
+
+def init_head(cfg: JudgeConfig, rng: jax.Array) -> dict[str, jax.Array]:
+    k1, k2 = jax.random.split(rng)
+    f = cfg.feature_size
+    return {
+        "norm_scale": jnp.ones((f,), jnp.float32),
+        "norm_bias": jnp.zeros((f,), jnp.float32),
+        "w1": jax.random.normal(k1, (f, cfg.hidden), jnp.float32) * (1.0 / np.sqrt(f)),
+        "b1": jnp.zeros((cfg.hidden,), jnp.float32),
+        "w2": jax.random.normal(k2, (cfg.hidden, len(HEADS)), jnp.float32) * 0.01,
+        "b2": jnp.zeros((len(HEADS),), jnp.float32),
+    }
+
+
+def head_logits(head: dict[str, jax.Array], feats: jax.Array) -> jax.Array:
+    """[B, 2] logits of P(inconsistent) for prompt-to-line and line-to-line."""
+    mu = jnp.mean(feats, axis=-1, keepdims=True)
+    var = jnp.var(feats, axis=-1, keepdims=True)
+    x = (feats - mu) * jax.lax.rsqrt(var + 1e-6) * head["norm_scale"] + head["norm_bias"]
+    x = jax.nn.gelu(x @ head["w1"] + head["b1"])
+    return x @ head["w2"] + head["b2"]
+
+
+def judge_probs(
+    backbone_cfg: LlamaConfig,
+    backbone: Params,
+    head: dict[str, jax.Array],
+    ids: jax.Array,
+    mask: jax.Array,
+    line_mask: jax.Array,
+) -> jax.Array:
+    """[B, 2] P(inconsistent): a pure function of (params, ids, masks), jittable end to end."""
+    return jax.nn.sigmoid(head_logits(head, features(backbone_cfg, backbone, ids, mask, line_mask)))
+
+
+def save_judge(out_dir: str | Path, cfg: JudgeConfig, head: dict, extra: dict | None = None):
+    """Write judge_config.json + head.safetensors (+ metrics) atomically into `out_dir`."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.asarray(v) for k, v in head.items()}, str(tmp / "head.safetensors"))
+    (tmp / "judge_config.json").write_text(
+        json.dumps({**dataclasses.asdict(cfg), **(extra or {})}, indent=2) + "\n"
+    )
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def load_judge(judge_dir: str | Path) -> tuple[JudgeConfig, dict[str, Any]]:
+    """Read a saved judge; clear errors for a missing directory or files."""
+    d = Path(judge_dir)
+    cfg_path, head_path = d / "judge_config.json", d / "head.safetensors"
+    for p in (cfg_path, head_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"distilled judge file missing: {p}")
+    raw = json.loads(cfg_path.read_text())
+    fields = {f.name for f in dataclasses.fields(JudgeConfig)}
+    cfg = JudgeConfig(**{k: v for k, v in raw.items() if k in fields})
+    head = {k: jnp.asarray(v) for k, v in load_file(str(head_path)).items()}
+    return cfg, head
+
+
+def check_base(cfg: JudgeConfig, base: LlamaConfig, where: str) -> None:
+    """Refuse a base model the judge was not trained on (different vocab or width)."""
+    if (base.vocab_size, base.hidden_size) != (cfg.base_vocab_size, cfg.base_hidden_size):
+        raise ValueError(
+            f"{where}: judge was trained on {cfg.base_model} (vocab {cfg.base_vocab_size}, "
+            f"hidden {cfg.base_hidden_size}) but the base model has vocab {base.vocab_size}, "
+            f"hidden {base.hidden_size}"
+        )
