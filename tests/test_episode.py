@@ -97,3 +97,45 @@ def test_sequence_matches_what_the_policy_saw(model, temperature, turns):
     assert qa.shape == (turns, 3) and np.all((qa > 0) & (qa < 1))
     turn_ids = np.asarray(out.turn_id)[np.asarray(out.policy_mask)]
     assert set(turn_ids.tolist()) == set(range(turns))
+
+
+def test_judge_inputs_match_text_side_layout(model):
+    """The RL step's judge inputs equal what the data pipeline builds for the same lines."""
+    from persona_jax.envs.tokens import content_mask
+    from persona_jax.judges.template import JudgeTemplate, build_judge_input
+    from persona_jax.rewards.consistency import RewardSpec, judge_inputs
+
+    cfg, params = model
+    rng = np.random.default_rng(3)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=5, stop_ids=(STOP,))
+    spec = EpisodeSpec(
+        num_turns=3, policy_sampling=sampling, partner_sampling=sampling, chat=CHAT, pad_id=PAD
+    )
+    inputs = _inputs(2, 3, rng)
+    out = rollout_jit(cfg, params, cfg, params, inputs, jax.random.key(4), spec)
+    tmpl = JudgeTemplate((40,), (41,), (42,), (43,), (44, 45), (46,), (47,))
+    rspec = RewardSpec(template=tmpl, max_history_lines=2)
+    ids, mask, line = judge_inputs(rspec, inputs, out)
+
+    valid = lambda toks, m: [int(x) for x, k in zip(toks, m, strict=True) if k]
+    pol_c = np.asarray(content_mask(out.policy.mask, out.policy.lengths, out.policy.stopped))
+    par_c = np.asarray(content_mask(out.partner.mask, out.partner.lengths, out.partner.stopped))
+    for b in range(2):
+        lines = [(False, valid(inputs.opening[b], inputs.opening_mask[b]))]
+        for t in range(3):
+            lines.append((True, valid(out.policy.tokens[t, b], pol_c[t, b])))
+            if t < 2:
+                lines.append((False, valid(out.partner.tokens[t, b], par_c[t, b])))
+        for t in range(3):
+            hist = lines[max(0, 2 * t + 1 - 2) : 2 * t + 1]
+            want = build_judge_input(
+                tmpl,
+                valid(inputs.persona[b], inputs.persona_mask[b]),
+                [tmpl.history_line(s, c) for s, c in hist],
+                lines[2 * t + 1][1],
+                max_len=10_000,
+            )
+            got_mask = np.asarray(mask[t, b])
+            assert valid(ids[t, b], got_mask) == want.ids
+            got_line = np.flatnonzero(np.asarray(line[t, b]))
+            assert got_line.tolist() == list(range(want.line_start, want.line_end))

@@ -43,5 +43,5 @@ def compact(mask: jax.Array, *arrays: jax.Array) -> tuple[jax.Array, ...]:
 
 def content_mask(mask: jax.Array, lengths: jax.Array, stopped: jax.Array) -> jax.Array:
     """A reply's mask without its final stop token (the content another model should read)."""
-    last = jnp.arange(mask.shape[1])[None, :] == (lengths - 1)[:, None]
-    return mask & ~(last & stopped[:, None])
+    last = jnp.arange(mask.shape[-1]) == (lengths - 1)[..., None]
+    return mask & ~(last & stopped[..., None])
