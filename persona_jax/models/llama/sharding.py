@@ -15,3 +15,14 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("norm", None),
     ("batch", ("data", "fsdp")),
 )
+
+
+def param_logical_axes(config) -> dict:
+    """Logical axes of every parameter of a model with this config (no weights allocated)."""
+    from flax import nnx
+
+    from persona_jax.models.llama.model import Llama
+    from persona_jax.parallel.partition import logical_axes_tree
+
+    abstract = nnx.eval_shape(lambda: Llama(config, rngs=nnx.Rngs(0)))
+    return logical_axes_tree(abstract)
