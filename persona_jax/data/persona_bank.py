@@ -1,665 +1,712 @@
-"""The built-in persona bank: schema, loader and validator.
+"""Schema, loader and validator for the persona bank and the partner prompts.
 
-The bank is data shipped inside the package, written for this project:
+The bank is hand-written JSON (``personas/<role>.json``) so that it can be
+reviewed and extended without code changes. Because every reward, every
+evaluation split and every Q&A consistency score downstream is computed from
+these files, a malformed entry would silently corrupt training rather than
+crash it. This module is therefore strict: it checks the whole file, collects
+every problem, and raises one :class:`PersonaBankError` whose lines each name
+the file, the persona id and the field, e.g.::
 
-- ``personas/<role>.json``, one file per simulated-user role (``patient``, ``student``,
-  ``chat``)::
+    patient.json: patient-012: probes[3].answer: 5 is not an option index (4 options)
 
-      {"schema_version": 1, "role": "patient", "personas": [PERSONA, ...]}
+Bank file layout::
 
-  where each ``PERSONA`` is::
+    {"role": "patient", "schema_version": 1, "personas": [
+        {"id": "patient-007", "split": "train", "description": "I'm ...",
+         "facts": {...}, "probes": [{"question": "...", "options": [...], "answer": 2}]}]}
 
-      {"id": "patient-001",             # "<role>-NNN", unique in the bank
-       "text": "...",                   # 60-200 words, in the voice the user prompt expects
-       "facts": {...},                  # structured facts, keys per role (ROLE_FACTS)
-       "probes": [                      # >= 5 multiple-choice questions for Q&A consistency
-         {"question": "...?", "options": ["...", ...],   # 4 or 5 distinct options
-          "answer": "..."}]}            # the key: exactly one of the options, and
-                                        # grounded in ``text`` (the words the model sees)
+Split rule: a persona whose number ``NNN`` is divisible by 4 is ``eval``,
+every other persona is ``train``. The rule is a function of the id alone, so
+adding personas never moves an existing one between splits (no evaluation
+persona leaks into training when the bank grows).
 
-- ``partners.json``: the other side of each episode (therapist, teacher, chat partner):
-  role prompts, the simulated user's own prompt template, opening lines, grade levels and
-  education topics. Templates use ``{name}`` placeholders; which names each template may
-  and must use is fixed in ``TEMPLATE_FIELDS``.
-
-The eval split is not stored: per role, the ``round(n / 4)`` personas whose ids hash lowest
-(``split_hash``) form it, so it is fixed by the ids alone. Adding personas to a role can move
-one persona between splits, so a data set built from the bank must be rebuilt (new version)
-when the bank grows.
-
-Every problem is reported with its file, persona id and field; ``load_bank`` raises
-``PersonaBankError`` listing all of them. ``python -m persona_jax.data.persona_bank``
-validates the bank and prints its counts.
+``partners.json`` holds the simulated user's role prompt per role and the
+partner side of each dialogue (therapist, teacher, chat partner).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import itertools
 import json
 import re
 import string
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+ROLES: tuple[str, ...] = ("patient", "student", "chat")
+"""The simulated-user roles; each has one bank file ``<role>.json``."""
+
+SPLITS: tuple[str, ...] = ("train", "eval")
 SCHEMA_VERSION = 1
-ROLES = ("patient", "student", "chat")
-PARTNER_ROLES = {"patient": "therapist", "student": "teacher", "chat": "chat partner"}
-SPLITS = ("train", "eval")
-EVAL_FRACTION = 0.25
+DATA_DIR = Path(__file__).resolve().parent / "personas"
+"""Default location of the bank files, shipped as package data."""
 
-DEFAULT_ROOT = Path(__file__).resolve().parent
-MIN_PERSONAS_PER_ROLE = 40
-TEXT_WORDS = (60, 200)
+PARTNER_OF: dict[str, str] = {"patient": "therapist", "student": "teacher", "chat": "chat_partner"}
+"""Which partner (the non-simulated side of the dialogue) talks to each role."""
+
+EVAL_EVERY = 4
+DESCRIPTION_WORDS: tuple[int, int] = (60, 200)
 MIN_PROBES = 5
-PROBE_OPTIONS = (4, 5)
-# Word-trigram Jaccard similarity of two persona texts above which they count as near-duplicates.
-NEAR_DUPLICATE_JACCARD = 0.2
+OPTION_COUNTS: tuple[int, ...] = (4, 5)
+AGE_RANGE: tuple[int, int] = (5, 100)
+MIN_FIRST_PERSON_WORDS = 3
+MIN_OPENING_LINES = 10
+MIN_TEACHER_TOPICS = 30
 
-# Fact fields: name -> kind. "str": non-empty string; "list": non-empty list of non-empty
-# strings; "age": int within AGE_RANGE[role]; "grade": one of partners.json's grade_levels.
-COMMON_FACTS = {
+# Fact kinds: "str" (non-empty string), "int" (age), "list" (non-empty list of
+# non-empty strings).
+COMMON_FACTS: dict[str, str] = {
     "name": "str",
-    "age": "age",
+    "age": "int",
     "family": "str",
     "history": "str",
     "beliefs": "list",
     "traits": "list",
-    "speaking_style": "list",
+    "speaking_style": "str",
     "avoids": "list",
 }
 ROLE_FACTS: dict[str, dict[str, str]] = {
-    "patient": {**COMMON_FACTS, "occupation": "str", "concern": "str"},
-    "student": {**COMMON_FACTS, "grade": "grade", "learning_style": "str"},
-    "chat": {**COMMON_FACTS, "occupation": "str", "location": "str", "interests": "list"},
+    "patient": {"occupation": "str", "presenting_concern": "str"},
+    "student": {"grade": "str", "learning_style": "str"},
+    "chat": {"occupation": "str", "interests": "list"},
 }
-AGE_RANGE = {"patient": (18, 95), "student": (5, 30), "chat": (18, 95)}
-FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|my|me)\b", re.IGNORECASE)
 
-# Template kind -> (allowed placeholders, required placeholders).
-TEMPLATE_FIELDS: dict[str, dict[str, tuple[frozenset[str], frozenset[str]]]] = {
-    "patient": {
-        "partner_prompts": (frozenset(), frozenset()),
-        "user_prompt": (frozenset({"persona"}), frozenset({"persona"})),
-        "openings": (frozenset(), frozenset()),
-        "reminder": (frozenset(), frozenset()),
-    },
-    "student": {
-        "partner_prompts": (
-            frozenset({"subject", "topic", "grade"}),
-            frozenset({"topic", "grade"}),
-        ),
-        "user_prompt": (
-            frozenset({"persona", "subject", "topic", "grade"}),
-            frozenset({"persona", "topic"}),
-        ),
-        "openings": (frozenset({"subject", "topic", "grade"}), frozenset()),
-        "reminder": (frozenset(), frozenset()),
-    },
-    "chat": {
-        "partner_prompts": (frozenset({"topic"}), frozenset()),
-        "user_prompt": (frozenset({"persona", "topic"}), frozenset({"persona"})),
-        "openings": (frozenset({"topic"}), frozenset()),
-        "reminder": (frozenset(), frozenset()),
-    },
-}
-MIN_PARTNER_PROMPTS = 3
-MIN_OPENINGS = 5
-MIN_EDUCATION_TOPICS = 30
-
-_STOPWORD_TEXT = """
-    a an the and or but of to in on at for with from by about as into over after before is
-    are was were be been being am do does did have has had not no nor so than that this
-    these those it its it's i me my mine we our you your he him his she her they them their
-    what which who whom when where why how all any some most more very just only also too
-    can could would should will shall may might must one ones than then there here out up"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-
-# --------------------------------------------------------------------------------------
-# Errors
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the bank: where it is and what is wrong."""
-
-    file: str
-    persona_id: str | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = [self.file]
-        if self.persona_id:
-            where.append(f"persona {self.persona_id}")
-        if self.field:
-            where.append(f"field {self.field}")
-        return f"{': '.join(where)}: {self.message}"
+_PERSONA_KEYS = ("id", "split", "description", "facts", "probes")
+_PROBE_KEYS = ("question", "options", "answer")
+_BANK_KEYS = ("role", "schema_version", "personas")
+_FIRST_PERSON = re.compile(r"\bI\b|\b(?i:me|my|mine|myself)\b")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 
 class PersonaBankError(ValueError):
-    """The bank is invalid; ``problems`` lists every problem found."""
+    """A bank or partner file breaks the schema.
 
-    def __init__(self, problems: Sequence[Problem]):
-        self.problems = tuple(problems)
-        shown = "\n".join(f"  - {p}" for p in self.problems[:50])
-        more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
-        super().__init__(f"persona bank invalid ({len(self.problems)} problems):\n{shown}{more}")
+    ``problems`` holds one line per problem (file: persona id: field: what is
+    wrong) so that an author fixing 40 personas sees every mistake at once.
+    """
 
-
-# --------------------------------------------------------------------------------------
-# Records
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems: tuple[str, ...] = (
+            (problems,) if isinstance(problems, str) else tuple(problems)
+        )
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
 class Probe:
+    """A multiple-choice question whose key follows from the persona.
+
+    Used by the Q&A consistency metric: the simulated user answers the probe
+    mid-dialogue and is scored against ``answer``.
+    """
+
     question: str
     options: tuple[str, ...]
-    answer: str
+    answer: int
 
     @property
-    def answer_index(self) -> int:
-        return self.options.index(self.answer)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "options": list(self.options), "answer": self.answer}
-
-
-@dataclass(frozen=True, eq=False)
-class Persona:
-    id: str
-    role: str
-    text: str
-    facts: Mapping[str, Any]
-    probes: tuple[Probe, ...]
-    split: str
-
-    @property
-    def name(self) -> str:
-        return self.facts["name"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "role": self.role,
-            "split": self.split,
-            "text": self.text,
-            "facts": dict(self.facts),
-            "probes": [p.to_dict() for p in self.probes],
-        }
+    def keyed_option(self) -> str:
+        return self.options[self.answer]
 
 
 @dataclass(frozen=True)
-class Topic:
+class Persona:
+    """One simulated person.
+
+    ``description`` is the first-person text placed in the role prompt;
+    ``facts`` is the structured ground truth that judges and probes are checked
+    against (excluded from hashing because it is a dict).
+    """
+
+    id: str
+    role: str
+    split: str
+    description: str
+    facts: dict[str, Any] = field(hash=False)
+    probes: tuple[Probe, ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.facts["name"])
+
+    @property
+    def number(self) -> int:
+        return int(self.id.rsplit("-", 1)[1])
+
+
+@dataclass(frozen=True)
+class EducationTopic:
+    """A lesson the teacher partner can open a dialogue with."""
+
     subject: str
     topic: str
-    grade_levels: tuple[str, ...]
+    grade_level: str
 
 
 @dataclass(frozen=True)
 class PartnerSpec:
-    """The partner side of one simulated-user role."""
+    """Both sides of the prompt setup for one role.
 
-    role: str  # the simulated user's role: patient, student or chat
-    partner_role: str  # therapist, teacher or chat partner
-    partner_prompts: tuple[str, ...]
-    user_prompt: str
-    openings: tuple[str, ...]
-    reminder: str
-    topics: tuple[Topic, ...] = ()  # education topics (student); conversation themes (chat)
+    Bundles the simulated user's role prompt (``user_prompt_template`` with a
+    ``{persona}`` slot) with the partner that talks to it, so an environment
+    needs a single lookup ``partners[persona.role]``.
+    """
 
+    role: str
+    partner: str
+    user_prompt_template: str
+    brevity_reminder: str
+    system_prompt: str
+    opening_lines: tuple[str, ...]
+    topics: tuple[EducationTopic, ...] = ()
 
-@dataclass(frozen=True)
-class PersonaBank:
-    personas: tuple[Persona, ...]
-    partners: Mapping[str, PartnerSpec]
-    grade_levels: tuple[str, ...]
-    _by_id: Mapping[str, Persona] = field(repr=False, compare=False, default_factory=dict)
+    def render_system_prompt(self, *, subject: str | None = None, grade: str | None = None) -> str:
+        """Partner system prompt; the teacher's needs ``subject`` and ``grade``."""
+        needed = _placeholders(self.system_prompt) or set()
+        given = {"subject": subject, "grade": grade}
+        missing = sorted(k for k in needed if given.get(k) is None)
+        if missing:
+            raise ValueError(f"{self.partner} system prompt needs {', '.join(missing)}")
+        return self.system_prompt.format(**{k: v for k, v in given.items() if k in needed})
 
-    def __post_init__(self):
-        object.__setattr__(self, "_by_id", {p.id: p for p in self.personas})
-
-    def roles(self) -> tuple[str, ...]:
-        return tuple(r for r in ROLES if any(p.role == r for p in self.personas))
-
-    def select(self, role: str | None = None, split: str | None = None) -> tuple[Persona, ...]:
-        """Personas of a role and/or split, in file order."""
-        if role is not None and role not in ROLES:
-            raise KeyError(f"unknown role {role!r}; roles are {ROLES}")
-        if split is not None and split not in SPLITS:
-            raise KeyError(f"unknown split {split!r}; splits are {SPLITS}")
-        return tuple(
-            p
-            for p in self.personas
-            if (role is None or p.role == role) and (split is None or p.split == split)
-        )
-
-    def get(self, persona_id: str) -> Persona:
-        try:
-            return self._by_id[persona_id]
-        except KeyError:
-            raise KeyError(f"no persona with id {persona_id!r} in the bank") from None
+    def render_opening_line(self, index: int, *, topic: str | None = None) -> str:
+        """Partner's first line (``index`` wraps around); the teacher's needs ``topic``."""
+        line = self.opening_lines[index % len(self.opening_lines)]
+        if "topic" in (_placeholders(line) or set()):
+            if topic is None:
+                raise ValueError(f"{self.partner} opening line {index} needs a topic")
+            return line.format(topic=topic)
+        return line
 
 
-# --------------------------------------------------------------------------------------
-# Helpers shared with the data pipelines
+# --------------------------------------------------------------------------- helpers
 
 
-def split_hash(persona_id: str) -> str:
-    return hashlib.sha256(f"persona_bank/{persona_id}".encode()).hexdigest()
+def _placeholders(text: str) -> set[str] | None:
+    """Field names of a ``str.format`` template, or None if it is malformed
+    (a stray brace would otherwise crash ``format`` at training time)."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        return None
 
 
-def eval_ids(ids: Iterable[str], fraction: float = EVAL_FRACTION) -> frozenset[str]:
-    """The fixed eval split of one role: the round(n * fraction) ids that hash lowest."""
-    ids = sorted(set(ids), key=lambda i: (split_hash(i), i))
-    n_eval = int(len(ids) * fraction + 0.5)
-    return frozenset(ids[:n_eval])
+def _type_name(value: Any) -> str:
+    return type(value).__name__
 
 
-def template_fields(template: str) -> set[str]:
-    """The ``{name}`` placeholders a template uses."""
-    return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def fill(template: str, **values: str) -> str:
-    """Fill a bank template; every placeholder it uses must be given."""
-    missing = template_fields(template) - values.keys()
-    if missing:
-        raise KeyError(f"template needs {sorted(missing)}: {template[:80]!r}")
-    return template.format(**values)
+def _check_str(value: Any, loc: str, problems: list[str]) -> bool:
+    if not isinstance(value, str):
+        problems.append(f"{loc}: expected a string, got {_type_name(value)}")
+        return False
+    if not value.strip():
+        problems.append(f"{loc}: must not be empty")
+        return False
+    return True
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
+def _check_str_list(value: Any, loc: str, problems: list[str]) -> bool:
+    if not isinstance(value, list):
+        problems.append(f"{loc}: expected a list of strings, got {_type_name(value)}")
+        return False
+    if not value:
+        problems.append(f"{loc}: must not be empty")
+        return False
+    return all([_check_str(item, f"{loc}[{k}]", problems) for k, item in enumerate(value)])
 
 
-def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
-    w = _words(text)
-    return frozenset(tuple(w[i : i + n]) for i in range(max(len(w) - n + 1, 0)))
+def _check_keys(
+    obj: Mapping[str, Any], required: Sequence[str], loc: str, problems: list[str]
+) -> None:
+    """``loc`` is the prefix up to (not including) the key, e.g. ``f.json: id: facts.``."""
+    for key in required:
+        if key not in obj:
+            problems.append(f"{loc}{key}: missing")
+    for key in obj:
+        if key not in required:
+            problems.append(f"{loc}{key}: unknown field (expected one of {', '.join(required)})")
 
 
-def jaccard(a: frozenset, b: frozenset) -> float:
-    return len(a & b) / len(a | b) if a or b else 0.0
+def _resolve(path: str | Path | None, filename: str) -> Path:
+    if path is None:
+        return DATA_DIR / filename
+    path = Path(path)
+    return path / filename if path.is_dir() else path
 
 
-def near_duplicates(
-    personas: Sequence[Persona], threshold: float = NEAR_DUPLICATE_JACCARD
-) -> list[tuple[str, str, float]]:
-    """Pairs (id, id, similarity) whose texts share more than ``threshold`` of trigrams."""
-    sh = [(p.id, shingles(p.text)) for p in personas]
-    out = []
-    for (ia, a), (ib, b) in itertools.combinations(sh, 2):
-        s = jaccard(a, b)
-        if s > threshold:
-            out.append((ia, ib, s))
-    return out
-
-
-def _content_words(text: str) -> set[str]:
-    return {w for w in _words(text) if w not in _STOPWORDS and (len(w) >= 3 or w.isdigit())}
-
-
-def grounded(answer: str, text: str) -> bool:
-    """Whether an answer shares a content word (or a 5-letter stem) with a text."""
-    source = _content_words(text)
-    stems = {w[:5] for w in source if len(w) >= 5}
-    return any(w in source or (len(w) >= 5 and w[:5] in stems) for w in _content_words(answer))
-
-
-# --------------------------------------------------------------------------------------
-# Validation
-
-
-class _Checker:
-    def __init__(self, file: str):
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def add(self, persona_id: str | None, fld: str | None, message: str) -> None:
-        self.problems.append(Problem(self.file, persona_id, fld, message))
-
-    def string(self, pid, fld, value) -> bool:
-        if not isinstance(value, str) or not value.strip():
-            self.add(pid, fld, f"must be a non-empty string, got {value!r}")
-            return False
-        if value != value.strip():
-            self.add(pid, fld, "has leading or trailing whitespace")
-        return True
-
-    def strings(self, pid, fld, value, min_len: int = 1) -> bool:
-        if not isinstance(value, list) or len(value) < min_len:
-            self.add(pid, fld, f"must be a list of at least {min_len} strings, got {value!r}")
-            return False
-        ok = all([self.string(pid, f"{fld}[{i}]", v) for i, v in enumerate(value)])
-        lowered = [v.strip().lower() for v in value if isinstance(v, str)]
-        if len(set(lowered)) != len(lowered):
-            self.add(pid, fld, "has repeated entries")
-            ok = False
-        return ok
-
-    def keys(self, pid, fld, obj, required: Iterable[str], optional: Iterable[str] = ()) -> bool:
-        if not isinstance(obj, dict):
-            self.add(pid, fld, f"must be an object, got {type(obj).__name__}")
-            return False
-        required = set(required)
-        ok = True
-        for k in sorted(required - obj.keys()):
-            self.add(pid, f"{fld}.{k}" if fld else k, "is missing")
-            ok = False
-        for k in sorted(obj.keys() - required - set(optional)):
-            self.add(pid, f"{fld}.{k}" if fld else k, "is not a known field")
-            ok = False
-        return ok
-
-    def template(self, pid, fld, value, allowed, required) -> None:
-        if not self.string(pid, fld, value):
-            return
-        try:
-            used = template_fields(value)
-        except ValueError as e:
-            self.add(pid, fld, f"is not a valid template ({e}); write braces as {{{{ }}}}")
-            return
-        if used - allowed:
-            self.add(pid, fld, f"uses unknown placeholders {sorted(used - allowed)}")
-        if required - used:
-            self.add(pid, fld, f"lacks required placeholders {sorted(required - used)}")
-
-
-def _read_json(path: Path, chk: _Checker) -> Any:
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        chk.add(None, None, "file is missing")
-    except UnicodeDecodeError as e:
-        chk.add(None, None, f"is not UTF-8: {e}")
-    except json.JSONDecodeError as e:
-        chk.add(None, None, f"is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
-    return None
+        raise PersonaBankError(f"{path.name}: file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise PersonaBankError(
+            f"{path.name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+        ) from None
 
 
-def _check_persona(chk: _Checker, role: str, raw: Any, index: int, grades: set[str] | None):
-    """Validates one persona; returns its id if the record is usable, else None."""
+# --------------------------------------------------------------------------- personas
+
+
+def required_facts(role: str) -> dict[str, str]:
+    """Fact keys a persona of ``role`` must have, mapped to their kind."""
+    return {**COMMON_FACTS, **ROLE_FACTS[role]}
+
+
+def expected_split(number: int) -> str:
+    """The split a persona number belongs to (see the module docstring)."""
+    return "eval" if number % EVAL_EVERY == 0 else "train"
+
+
+def _parse_facts(facts: Any, role: str, loc: str, problems: list[str]) -> bool:
+    if not isinstance(facts, dict):
+        problems.append(f"{loc}facts: expected an object, got {_type_name(facts)}")
+        return False
+    before = len(problems)
+    kinds = required_facts(role)
+    _check_keys(facts, tuple(kinds), f"{loc}facts.", problems)
+    for key, kind in kinds.items():
+        if key not in facts:
+            continue
+        value, where = facts[key], f"{loc}facts.{key}"
+        if kind == "str":
+            _check_str(value, where, problems)
+        elif kind == "list":
+            _check_str_list(value, where, problems)
+        elif not _is_int(value):
+            problems.append(f"{where}: expected an integer, got {_type_name(value)}")
+        elif not AGE_RANGE[0] <= value <= AGE_RANGE[1]:
+            problems.append(f"{where}: {value} is outside {AGE_RANGE[0]}..{AGE_RANGE[1]}")
+    return len(problems) == before
+
+
+def _parse_probe(raw: Any, loc: str, problems: list[str]) -> Probe | None:
     if not isinstance(raw, dict):
-        chk.add(f"#{index}", None, f"must be an object, got {type(raw).__name__}")
+        problems.append(f"{loc}: expected an object, got {_type_name(raw)}")
+        return None
+    before = len(problems)
+    _check_keys(raw, _PROBE_KEYS, f"{loc}.", problems)
+    if "question" in raw:
+        _check_str(raw["question"], f"{loc}.question", problems)
+    options = raw.get("options")
+    options_ok = "options" in raw and _check_str_list(options, f"{loc}.options", problems)
+    if options_ok:
+        if len(options) not in OPTION_COUNTS:
+            counts = " or ".join(map(str, OPTION_COUNTS))
+            problems.append(f"{loc}.options: has {len(options)} options; need {counts}")
+        seen: dict[str, int] = {}
+        for k, option in enumerate(options):
+            norm = " ".join(option.casefold().split())
+            if norm in seen:
+                problems.append(f"{loc}.options[{k}]: duplicates options[{seen[norm]}]")
+            seen.setdefault(norm, k)
+    if "answer" in raw:
+        answer = raw["answer"]
+        if not _is_int(answer):
+            problems.append(f"{loc}.answer: expected an integer, got {_type_name(answer)}")
+        elif options_ok and not 0 <= answer < len(options):
+            problems.append(
+                f"{loc}.answer: {answer} is not an option index ({len(options)} options)"
+            )
+    if len(problems) != before:
+        return None
+    return Probe(question=raw["question"], options=tuple(options), answer=raw["answer"])
+
+
+def _parse_probes(raw_probes: Any, loc: str, problems: list[str]) -> list[Probe]:
+    if not isinstance(raw_probes, list):
+        problems.append(f"{loc}probes: expected a list, got {_type_name(raw_probes)}")
+        return []
+    if len(raw_probes) < MIN_PROBES:
+        problems.append(f"{loc}probes: has {len(raw_probes)}; need at least {MIN_PROBES}")
+    probes: list[Probe] = []
+    questions: dict[str, int] = {}
+    for j, raw_probe in enumerate(raw_probes):
+        probe = _parse_probe(raw_probe, f"{loc}probes[{j}]", problems)
+        if probe is None:
+            continue
+        norm = " ".join(probe.question.casefold().split())
+        if norm in questions:
+            problems.append(f"{loc}probes[{j}].question: repeats probes[{questions[norm]}]")
+        questions.setdefault(norm, j)
+        probes.append(probe)
+    answers = {probe.answer for probe in probes}
+    if len(probes) >= MIN_PROBES and len(answers) == 1:
+        problems.append(
+            f"{loc}probes: every answer is index {answers.pop()}; vary the keyed "
+            "position so a position-biased guesser cannot score"
+        )
+    return probes
+
+
+def _check_description(
+    description: Any, facts: Any, facts_ok: bool, loc: str, problems: list[str]
+) -> None:
+    if not _check_str(description, f"{loc}description", problems):
+        return
+    words = len(description.split())
+    low, high = DESCRIPTION_WORDS
+    if not low <= words <= high:
+        problems.append(f"{loc}description: {words} words; need {low}..{high}")
+    if len(_FIRST_PERSON.findall(description)) < MIN_FIRST_PERSON_WORDS:
+        problems.append(
+            f"{loc}description: not written in the first person "
+            "(the role prompt speaks as the persona: 'I'm ..., my ...')"
+        )
+    if facts_ok:
+        first = facts["name"].split()[0]
+        if not re.search(rf"\b{re.escape(first)}\b", description, re.IGNORECASE):
+            problems.append(
+                f"{loc}description: does not mention the first name {first!r} "
+                "from facts.name, so the simulated user would not know its own name"
+            )
+
+
+def _parse_persona(
+    raw: Any, index: int, role: str, source: str, problems: list[str]
+) -> Persona | None:
+    """Check one persona; returns it, or None after recording its problems."""
+    if not isinstance(raw, dict):
+        problems.append(f"{source}: personas[{index}]: expected an object, got {_type_name(raw)}")
         return None
     pid = raw.get("id")
-    if not isinstance(pid, str) or not re.fullmatch(rf"{role}-\d{{3}}", pid):
-        chk.add(f"#{index}", "id", f"must look like '{role}-001', got {pid!r}")
-        pid = f"#{index}"
-    chk.keys(pid, None, raw, ("id", "text", "facts", "probes"))
+    label = pid if isinstance(pid, str) and pid.strip() else f"personas[{index}]"
+    loc = f"{source}: {label}: "
+    before = len(problems)
+    _check_keys(raw, _PERSONA_KEYS, loc, problems)
 
-    text = raw.get("text")
-    if chk.string(pid, "text", text):
-        n = len(text.split())
-        if not TEXT_WORDS[0] <= n <= TEXT_WORDS[1]:
-            chk.add(pid, "text", f"has {n} words; must have {TEXT_WORDS[0]} to {TEXT_WORDS[1]}")
-        if not FIRST_PERSON.search(text):
-            chk.add(pid, "text", "must be written in the first person (I, my, me)")
-        if "{" in text or "%" in text:
-            chk.add(pid, "text", "must not contain template markers ('{' or '%')")
-    else:
-        text = ""
+    number: int | None = None
+    if "id" in raw:
+        match = re.fullmatch(rf"{re.escape(role)}-(\d{{3}})", pid) if isinstance(pid, str) else None
+        if match is None or int(match.group(1)) == 0:
+            problems.append(f"{loc}id: {pid!r} is not '{role}-NNN' (three digits, from 001)")
+        else:
+            number = int(match.group(1))
+
+    split = raw.get("split")
+    if "split" in raw:
+        if split not in SPLITS:
+            problems.append(f"{loc}split: {split!r} is not one of {', '.join(SPLITS)}")
+        elif number is not None and split != expected_split(number):
+            problems.append(
+                f"{loc}split: {split!r} but must be {expected_split(number)!r} "
+                f"(ids whose number is divisible by {EVAL_EVERY} are eval, all others train)"
+            )
 
     facts = raw.get("facts")
-    spec = ROLE_FACTS[role]
-    if chk.keys(pid, "facts", facts, spec) or isinstance(facts, dict):
-        for k, kind in spec.items():
-            if k not in facts:
-                continue
-            v, fld = facts[k], f"facts.{k}"
-            if kind == "str":
-                chk.string(pid, fld, v)
-            elif kind == "list":
-                chk.strings(pid, fld, v)
-            elif kind == "age":
-                lo, hi = AGE_RANGE[role]
-                if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                    chk.add(pid, fld, f"must be an integer from {lo} to {hi}, got {v!r}")
-            elif (
-                kind == "grade" and chk.string(pid, fld, v) and grades is not None
-            ) and v not in grades:
-                chk.add(pid, fld, f"{v!r} is not one of partners.json grade_levels")
-        name = facts.get("name")
-        if isinstance(name, str) and name.strip() and text:
-            first = name.split()[0].strip('"')
-            if first.lower() not in text.lower():
-                chk.add(pid, "facts.name", f"first name {first!r} does not appear in text")
+    facts_ok = "facts" in raw and _parse_facts(facts, role, loc, problems)
+    if "description" in raw:
+        _check_description(raw["description"], facts, facts_ok, loc, problems)
+    probes = _parse_probes(raw["probes"], loc, problems) if "probes" in raw else []
 
-    probes = raw.get("probes")
-    if not isinstance(probes, list) or len(probes) < MIN_PROBES:
-        chk.add(pid, "probes", f"must be a list of at least {MIN_PROBES} probes")
-        probes = probes if isinstance(probes, list) else []
-    questions = set()
-    for j, pr in enumerate(probes):
-        fld = f"probes[{j}]"
-        if not chk.keys(pid, fld, pr, ("question", "options", "answer")):
-            continue
-        q, opts, ans = pr["question"], pr["options"], pr["answer"]
-        if chk.string(pid, f"{fld}.question", q):
-            if not q.endswith("?"):
-                chk.add(pid, f"{fld}.question", "must end with '?'")
-            if q.lower() in questions:
-                chk.add(pid, f"{fld}.question", "repeats an earlier question of this persona")
-            questions.add(q.lower())
-        opts_ok = chk.strings(pid, f"{fld}.options", opts)
-        if opts_ok and len(opts) not in PROBE_OPTIONS:
-            chk.add(pid, f"{fld}.options", f"has {len(opts)} options; must have 4 or 5")
-        if chk.string(pid, f"{fld}.answer", ans) and opts_ok:
-            if opts.count(ans) != 1:
-                chk.add(pid, f"{fld}.answer", f"{ans!r} is not exactly one of the options")
-            elif text and not grounded(ans, text):
-                chk.add(
-                    pid, f"{fld}.answer", f"{ans!r} shares no content word with the persona text"
-                )
-    return pid if not pid.startswith("#") else None
-
-
-def _parse_persona(role: str, raw: dict, split: str) -> Persona:
+    if len(problems) != before:
+        return None
     return Persona(
-        id=raw["id"],
+        id=pid,
         role=role,
-        text=raw["text"],
-        facts=dict(raw["facts"]),
-        probes=tuple(Probe(p["question"], tuple(p["options"]), p["answer"]) for p in raw["probes"]),
         split=split,
+        description=raw["description"],
+        facts=facts,
+        probes=tuple(probes),
     )
 
 
-def _check_persona_file(path: Path, role: str, grades: set[str] | None):
-    """Returns (problems, raw persona dicts that passed)."""
-    chk = _Checker(path.name if path.parent.name != "personas" else f"personas/{path.name}")
-    data = _read_json(path, chk)
-    if data is None:
-        return chk.problems, []
-    if not chk.keys(None, None, data, ("schema_version", "role", "personas")):
-        return chk.problems, []
-    if data["schema_version"] != SCHEMA_VERSION:
-        chk.add(None, "schema_version", f"is {data['schema_version']!r}; expected {SCHEMA_VERSION}")
-    if data["role"] != role:
-        chk.add(None, "role", f"is {data['role']!r}, but the file is named for role {role!r}")
-    if not isinstance(data["personas"], list):
-        chk.add(None, "personas", "must be a list")
-        return chk.problems, []
-    good, ids = [], []
-    for i, raw in enumerate(data["personas"]):
-        before = len(chk.problems)
-        pid = _check_persona(chk, role, raw, i, grades)
-        if pid is not None:
-            ids.append(pid)
-            if len(chk.problems) == before:
-                good.append(raw)
-    if len(data["personas"]) < MIN_PERSONAS_PER_ROLE:
-        chk.add(
-            None,
-            "personas",
-            f"has {len(data['personas'])} personas; role {role} needs at least "
-            f"{MIN_PERSONAS_PER_ROLE}",
-        )
-    for pid in sorted({i for i in ids if ids.count(i) > 1}):
-        chk.add(pid, "id", "is used by more than one persona")
-    names = [r["facts"]["name"].lower() for r in good]
-    for r in good:
-        if names.count(r["facts"]["name"].lower()) > 1:
-            chk.add(r["id"], "facts.name", f"{r['facts']['name']!r} is used by another persona")
-    return chk.problems, good
-
-
-def _check_partners(path: Path):
-    """Returns (problems, PartnerSpecs by role, grade levels)."""
-    chk = _Checker(path.name)
-    data = _read_json(path, chk)
-    if data is None or not chk.keys(None, None, data, ("schema_version", "grade_levels", "roles")):
-        return chk.problems, {}, ()
-    if data["schema_version"] != SCHEMA_VERSION:
-        chk.add(None, "schema_version", f"is {data['schema_version']!r}; expected {SCHEMA_VERSION}")
-    grades = data["grade_levels"]
-    if not chk.strings(None, "grade_levels", grades):
-        grades = []
-    specs = {}
-    if not chk.keys(None, "roles", data["roles"], ROLES):
-        return chk.problems, specs, tuple(grades)
-    for role in ROLES:
-        raw = data["roles"][role]
-        where = f"roles.{role}"
-        optional = ("topics",) if role == "chat" else ()
-        required = ["partner_role", *TEMPLATE_FIELDS[role]]
-        required += ["topics"] if role == "student" else []
-        before = len(chk.problems)
-        if not chk.keys(None, where, raw, required, optional):
+def _check_bank_ids(raw_personas: list[Any], role: str, source: str, problems: list[str]) -> None:
+    """File-level rules: unique ids, numbering 001..N, exactly 1/4 eval."""
+    first_at: dict[str, int] = {}
+    numbers: set[int] = set()
+    for i, raw in enumerate(raw_personas):
+        pid = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(pid, str):
             continue
-        if raw["partner_role"] != PARTNER_ROLES[role]:
-            chk.add(
-                None,
-                f"{where}.partner_role",
-                f"is {raw['partner_role']!r}; expected {PARTNER_ROLES[role]!r}",
+        if pid in first_at:
+            problems.append(
+                f"{source}: {pid}: id: duplicate (personas[{first_at[pid]}] and personas[{i}])"
             )
-        for kind, (allowed, needed) in TEMPLATE_FIELDS[role].items():
-            fld = f"{where}.{kind}"
-            if kind in ("partner_prompts", "openings"):
-                least = MIN_PARTNER_PROMPTS if kind == "partner_prompts" else MIN_OPENINGS
-                if chk.strings(None, fld, raw[kind], least):
-                    for i, t in enumerate(raw[kind]):
-                        chk.template(None, f"{fld}[{i}]", t, allowed, needed)
-            else:
-                chk.template(None, fld, raw[kind], allowed, needed)
-        topics = []
-        if role == "student":
-            ts = raw["topics"]
-            if not isinstance(ts, list) or len(ts) < MIN_EDUCATION_TOPICS:
-                chk.add(None, f"{where}.topics", f"needs at least {MIN_EDUCATION_TOPICS} topics")
-                ts = ts if isinstance(ts, list) else []
-            for i, t in enumerate(ts):
-                fld = f"{where}.topics[{i}]"
-                if not chk.keys(None, fld, t, ("subject", "topic", "grade_levels")):
-                    continue
-                ok = chk.string(None, f"{fld}.subject", t["subject"])
-                ok &= chk.string(None, f"{fld}.topic", t["topic"])
-                if chk.strings(None, f"{fld}.grade_levels", t["grade_levels"]):
-                    for g in t["grade_levels"]:
-                        if g not in grades:
-                            chk.add(None, f"{fld}.grade_levels", f"{g!r} is not in grade_levels")
-                            ok = False
-                    if ok:
-                        topics.append(Topic(t["subject"], t["topic"], tuple(t["grade_levels"])))
-            seen = [(t.subject.lower(), t.topic.lower()) for t in topics]
-            if len(set(seen)) != len(seen):
-                chk.add(None, f"{where}.topics", "has repeated (subject, topic) pairs")
-        elif "topics" in raw and chk.strings(None, f"{where}.topics", raw["topics"]):
-            topics = [Topic("conversation", t, ()) for t in raw["topics"]]
-        if len(chk.problems) == before:
-            specs[role] = PartnerSpec(
-                role=role,
-                partner_role=raw["partner_role"],
-                partner_prompts=tuple(raw["partner_prompts"]),
-                user_prompt=raw["user_prompt"],
-                openings=tuple(raw["openings"]),
-                reminder=raw["reminder"],
-                topics=tuple(topics),
-            )
-    return chk.problems, specs, tuple(grades)
-
-
-def check_bank(root: Path | str = DEFAULT_ROOT) -> tuple[list[Problem], PersonaBank]:
-    """Validates the bank under ``root``; returns every problem and what could be loaded."""
-    root = Path(root)
-    problems, partners, grades = _check_partners(root / "partners.json")
-    personas: list[Persona] = []
-    persona_dir = root / "personas"
-    known = {f"{r}.json" for r in ROLES}
-    if persona_dir.is_dir():
-        for path in sorted(persona_dir.glob("*.json")):
-            if path.name not in known:
-                msg = f"is not a role file {sorted(known)}"
-                problems.append(Problem(f"personas/{path.name}", None, None, msg))
-    for role in ROLES:
-        file_problems, good = _check_persona_file(
-            persona_dir / f"{role}.json", role, set(grades) if grades else None
-        )
-        problems += file_problems
-        evals = eval_ids(r["id"] for r in good)
-        personas += [_parse_persona(role, r, "eval" if r["id"] in evals else "train") for r in good]
-    ids = [p.id for p in personas]
-    for p in personas:
-        if ids.count(p.id) > 1:  # only possible across files if a role prefix is reused
-            problems.append(Problem(f"personas/{p.role}.json", p.id, "id", "is not unique"))
-    for a, b, s in near_duplicates(personas):
-        pa = next(p for p in personas if p.id == a)
+            continue
+        first_at[pid] = i
+        match = re.fullmatch(rf"{re.escape(role)}-(\d{{3}})", pid)
+        if match:
+            numbers.add(int(match.group(1)))
+    total = len(raw_personas)
+    missing = sorted(set(range(1, total + 1)) - numbers)
+    if missing:
+        shown = ", ".join(f"{role}-{n:03d}" for n in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         problems.append(
-            Problem(
-                f"personas/{pa.role}.json",
-                a,
-                "text",
-                f"is a near-duplicate of {b} (trigram Jaccard {s:.2f} > {NEAR_DUPLICATE_JACCARD})",
-            )
+            f"{source}: id: numbering must run {role}-001..{role}-{total:03d}; "
+            f"missing {shown}{more}"
         )
-    return problems, PersonaBank(tuple(personas), partners, grades)
+    n_eval = sum(1 for raw in raw_personas if isinstance(raw, dict) and raw.get("split") == "eval")
+    if total % EVAL_EVERY or n_eval * EVAL_EVERY != total:
+        problems.append(
+            f"{source}: split: {n_eval} of {total} personas are eval; exactly "
+            f"1/{EVAL_EVERY} is required (use a multiple of {EVAL_EVERY} personas)"
+        )
 
 
-def load_bank(root: Path | str | None = None) -> PersonaBank:
-    """Loads and validates the bank; raises ``PersonaBankError`` on any problem.
+def parse_bank(
+    data: Any, source: str = "<memory>", expected_role: str | None = None
+) -> list[Persona]:
+    """Validate an already-decoded bank document; see :func:`validate_bank_file`."""
+    if not isinstance(data, dict):
+        raise PersonaBankError(f"{source}: expected a JSON object, got {_type_name(data)}")
+    problems: list[str] = []
+    _check_keys(data, _BANK_KEYS, f"{source}: ", problems)
 
-    The built-in bank (``root=None``) is loaded once per process.
-    """
-    if root is None:
-        return _load_default()
-    problems, bank = check_bank(root)
+    version = data.get("schema_version")
+    if "schema_version" in data and (not _is_int(version) or version != SCHEMA_VERSION):
+        problems.append(
+            f"{source}: schema_version: {version!r}; this loader reads {SCHEMA_VERSION}"
+        )
+
+    role = data.get("role")
+    if role not in ROLES:
+        problems.append(f"{source}: role: {role!r} is not one of {', '.join(ROLES)}")
+        raise PersonaBankError(problems)
+    if expected_role is not None and role != expected_role:
+        problems.append(f"{source}: role: {role!r} but this file holds {expected_role!r} personas")
+
+    raw_personas = data.get("personas")
+    if not isinstance(raw_personas, list) or not raw_personas:
+        problems.append(f"{source}: personas: expected a non-empty list")
+        raise PersonaBankError(problems)
+
+    personas = [
+        persona
+        for i, raw in enumerate(raw_personas)
+        if (persona := _parse_persona(raw, i, role, source, problems)) is not None
+    ]
+    _check_bank_ids(raw_personas, role, source, problems)
     if problems:
         raise PersonaBankError(problems)
-    return bank
+    return personas
 
 
-@functools.cache
-def _load_default() -> PersonaBank:
-    return load_bank(DEFAULT_ROOT)
+def validate_bank_file(path: str | Path) -> list[Persona]:
+    """Load and fully check one bank file; raises :class:`PersonaBankError`.
+
+    The file name must be ``<role>.json`` and agree with its ``role`` field, so
+    a student file can never be loaded as patients by a path mix-up.
+    """
+    path = Path(path)
+    data = _read_json(path)
+    if path.stem not in ROLES:
+        raise PersonaBankError(
+            f"{path.name}: file name must be <role>.json with role one of {', '.join(ROLES)}"
+        )
+    return parse_bank(data, source=path.name, expected_role=path.stem)
 
 
-def summary(bank: PersonaBank) -> dict[str, Any]:
-    return {
-        role: {
-            "personas": len(bank.select(role)),
-            "train": len(bank.select(role, "train")),
-            "eval": len(bank.select(role, "eval")),
-            "probes": sum(len(p.probes) for p in bank.select(role)),
-            "topics": len(bank.partners[role].topics) if role in bank.partners else 0,
-        }
-        for role in ROLES
-    }
+def load_personas(
+    role: str, split: str | None = None, path: str | Path | None = None
+) -> list[Persona]:
+    """Validated personas of ``role``, optionally only one split.
+
+    ``path`` may be a bank file or a directory holding ``<role>.json``;
+    default: the bank shipped with the package.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    file = _resolve(path, f"{role}.json")
+    personas = validate_bank_file(file)
+    if personas and personas[0].role != role:
+        raise PersonaBankError(f"{file.name}: role: holds {personas[0].role!r}, asked for {role!r}")
+    return [p for p in personas if split is None or p.split == split]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    root = Path(argv[0]) if argv else DEFAULT_ROOT
-    problems, bank = check_bank(root)
-    print(json.dumps(summary(bank), indent=2))
-    for p in problems:
-        print(f"PROBLEM {p}", file=sys.stderr)
-    print(f"{len(problems)} problems", file=sys.stderr)
-    return 1 if problems else 0
+def load_all_personas(split: str | None = None, path: str | Path | None = None) -> list[Persona]:
+    """Personas of every role, in ``ROLES`` order."""
+    return [p for role in ROLES for p in load_personas(role, split=split, path=path)]
 
 
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+# --------------------------------------------------------------------------- diversity
+
+
+def description_shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    """Word n-grams of a description (lower-cased, punctuation dropped)."""
+    words = _WORD.findall(text.casefold().replace("\u2019", "'"))
+    if len(words) < n:
+        return frozenset({tuple(words)}) if words else frozenset()
+    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def jaccard(a: frozenset[Any], b: frozenset[Any]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def near_duplicate_pairs(
+    personas: Sequence[Persona], threshold: float = 0.5, n: int = 3
+) -> list[tuple[str, str, float]]:
+    """Pairs whose descriptions share at least ``threshold`` of their word
+    ``n``-shingles (Jaccard), most similar first.
+
+    Near-duplicates inflate the bank without adding diversity and, across the
+    split, leak evaluation personas into training.
+    """
+    shingles = [(p.id, description_shingles(p.description, n)) for p in personas]
+    pairs = [
+        (id_a, id_b, score)
+        for (id_a, sh_a), (id_b, sh_b) in combinations(shingles, 2)
+        if (score := jaccard(sh_a, sh_b)) >= threshold
+    ]
+    return sorted(pairs, key=lambda pair: -pair[2])
+
+
+# --------------------------------------------------------------------------- partners
+
+
+def _placeholder_check(text: str, expected: set[str], loc: str, problems: list[str]) -> None:
+    found = _placeholders(text)
+    if found is None:
+        problems.append(f"{loc}: malformed braces; write literal braces as '{{{{' and '}}}}'")
+    elif found != expected:
+        want = ", ".join(f"{{{name}}}" for name in sorted(expected)) or "no placeholders"
+        have = ", ".join(f"{{{name}}}" for name in sorted(found)) or "none"
+        problems.append(f"{loc}: placeholders are {have}; expected {want}")
+
+
+def _check_opening_lines(
+    value: Any, expected: set[str], loc: str, problems: list[str]
+) -> tuple[str, ...]:
+    if not _check_str_list(value, loc, problems):
+        return ()
+    if len(value) < MIN_OPENING_LINES:
+        problems.append(f"{loc}: has {len(value)}; need at least {MIN_OPENING_LINES}")
+    seen: set[str] = set()
+    for k, line in enumerate(value):
+        _placeholder_check(line, expected, f"{loc}[{k}]", problems)
+        if line in seen:
+            problems.append(f"{loc}[{k}]: duplicate opening line")
+        seen.add(line)
+    return tuple(value)
+
+
+def _check_topics(value: Any, loc: str, problems: list[str]) -> tuple[EducationTopic, ...]:
+    if not isinstance(value, list):
+        problems.append(f"{loc}: expected a list, got {_type_name(value)}")
+        return ()
+    if len(value) < MIN_TEACHER_TOPICS:
+        problems.append(f"{loc}: has {len(value)}; need at least {MIN_TEACHER_TOPICS}")
+    keys = ("subject", "topic", "grade_level")
+    topics: list[EducationTopic] = []
+    seen: set[tuple[str, str]] = set()
+    for k, raw in enumerate(value):
+        where = f"{loc}[{k}]"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: expected an object, got {_type_name(raw)}")
+            continue
+        before = len(problems)
+        _check_keys(raw, keys, f"{where}.", problems)
+        for key in keys:
+            if key in raw:
+                _check_str(raw[key], f"{where}.{key}", problems)
+        if len(problems) != before:
+            continue
+        ident = (raw["subject"].casefold(), raw["topic"].casefold())
+        if ident in seen:
+            problems.append(f"{where}: duplicate topic {raw['subject']}/{raw['topic']}")
+        seen.add(ident)
+        topics.append(EducationTopic(raw["subject"], raw["topic"], raw["grade_level"]))
+    return tuple(topics)
+
+
+def parse_partners(data: Any, source: str = "<memory>") -> dict[str, PartnerSpec]:
+    """Validate an already-decoded partners document; see :func:`load_partners`."""
+    if not isinstance(data, dict):
+        raise PersonaBankError(f"{source}: expected a JSON object, got {_type_name(data)}")
+    problems: list[str] = []
+    top = ("schema_version", "brevity_reminder", "simulated_user", *PARTNER_OF.values())
+    _check_keys(data, top, f"{source}: ", problems)
+    version = data.get("schema_version")
+    if "schema_version" in data and (not _is_int(version) or version != SCHEMA_VERSION):
+        problems.append(
+            f"{source}: schema_version: {version!r}; this loader reads {SCHEMA_VERSION}"
+        )
+    reminder = data.get("brevity_reminder")
+    if "brevity_reminder" in data and _check_str(reminder, f"{source}: brevity_reminder", problems):
+        _placeholder_check(reminder, set(), f"{source}: brevity_reminder", problems)
+
+    templates = data.get("simulated_user")
+    if not isinstance(templates, dict):
+        problems.append(f"{source}: simulated_user: expected an object keyed by role")
+        templates = {}
+    else:
+        _check_keys(templates, ROLES, f"{source}: simulated_user.", problems)
+    for role in ROLES:
+        where = f"{source}: simulated_user.{role}"
+        if role in templates and _check_str(templates[role], where, problems):
+            _placeholder_check(templates[role], {"persona"}, where, problems)
+
+    specs: dict[str, PartnerSpec] = {}
+    for role, partner in PARTNER_OF.items():
+        raw = data.get(partner)
+        loc = f"{source}: {partner}"
+        if not isinstance(raw, dict):
+            if partner in data:
+                problems.append(f"{loc}: expected an object, got {_type_name(raw)}")
+            continue
+        is_teacher = partner == "teacher"
+        keys = ("system_prompt", "opening_lines", *(("topics",) if is_teacher else ()))
+        _check_keys(raw, keys, f"{loc}.", problems)
+        prompt = raw.get("system_prompt")
+        if "system_prompt" in raw and _check_str(prompt, f"{loc}.system_prompt", problems):
+            expected = {"subject", "grade"} if is_teacher else set()
+            _placeholder_check(prompt, expected, f"{loc}.system_prompt", problems)
+        lines: tuple[str, ...] = ()
+        if "opening_lines" in raw:
+            expected = {"topic"} if is_teacher else set()
+            lines = _check_opening_lines(
+                raw["opening_lines"], expected, f"{loc}.opening_lines", problems
+            )
+        topics: tuple[EducationTopic, ...] = ()
+        if is_teacher and "topics" in raw:
+            topics = _check_topics(raw["topics"], f"{loc}.topics", problems)
+        if isinstance(prompt, str) and isinstance(templates.get(role), str):
+            specs[role] = PartnerSpec(
+                role=role,
+                partner=partner,
+                user_prompt_template=templates[role],
+                brevity_reminder=reminder if isinstance(reminder, str) else "",
+                system_prompt=prompt,
+                opening_lines=lines,
+                topics=topics,
+            )
+    if problems:
+        raise PersonaBankError(problems)
+    return specs
+
+
+def load_partners(path: str | Path | None = None) -> dict[str, PartnerSpec]:
+    """Validated partner specs keyed by role (``"patient"`` -> therapist, ...).
+
+    ``path`` may be ``partners.json`` or the directory holding it.
+    """
+    file = _resolve(path, "partners.json")
+    return parse_partners(_read_json(file), source=file.name)
+
+
+def format_persona_prompt(
+    persona: Persona, partners: Mapping[str, PartnerSpec], *, brevity_reminder: bool = True
+) -> str:
+    """The simulated user's system prompt: the role template filled with the
+    persona's first-person description, plus the brevity reminder (long turns
+    drift from the persona and crowd the partner's context)."""
+    try:
+        spec = partners[persona.role]
+    except KeyError:
+        raise KeyError(f"no partner spec for role {persona.role!r} ({persona.id})") from None
+    text = spec.user_prompt_template.format(persona=persona.description.strip())
+    if brevity_reminder and spec.brevity_reminder:
+        text = f"{text}\n\n{spec.brevity_reminder}"
+    return text
