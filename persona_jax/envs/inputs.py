@@ -1,0 +1,143 @@
+"""Host side of an episode: episode-pipeline records -> padded `EpisodeInputs` arrays.
+
+Text is tokenised once per batch here, with fixed widths from the config, so the jitted
+rollout always sees the same shapes (one compilation per run). Over-long texts are cut with a
+count kept in `InputStats`, never silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from persona_jax.data.persona_bank import Persona
+from persona_jax.envs.chat_format import ChatFormat
+from persona_jax.envs.episode import EpisodeInputs
+
+LETTERS = "ABCDE"
+QA_TEMPLATE = (
+    "Quick check-in question, answer as yourself: {question}\n{options}\n"
+    "Reply with the letter of your answer only."
+)
+PARTNER_KICKOFF = "Hello."
+
+
+@dataclasses.dataclass(frozen=True)
+class InputWidths:
+    """Static token widths of the episode inputs."""
+
+    policy_prompt: int = 320
+    partner_prompt: int = 256
+    opening: int = 64
+    persona: int = 256
+    qa: int = 128
+
+
+@dataclasses.dataclass
+class InputStats:
+    truncated: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def count(self, field: str) -> None:
+        self.truncated[field] = self.truncated.get(field, 0) + 1
+
+
+def letter_ids(tokenizer: Any) -> list[int]:
+    """Token id of each option letter; the letters must be single tokens."""
+    ids = []
+    for letter in LETTERS:
+        enc = tokenizer.encode(letter, add_special_tokens=False)
+        if len(enc) != 1:
+            raise ValueError(f"option letter {letter!r} is not a single token: {enc}")
+        ids.append(enc[0])
+    return ids
+
+
+def _left_pad(
+    rows: Sequence[Sequence[int]],
+    width: int,
+    pad: int,
+    name: str,
+    stats: InputStats,
+    keep: str = "tail",
+):
+    out = np.full((len(rows), width), pad, np.int32)
+    mask = np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        r = list(r)
+        if len(r) > width:
+            stats.count(name)
+            r = r[-width:] if keep == "tail" else r[:width]
+        if r:
+            out[i, width - len(r) :] = r
+            mask[i, width - len(r) :] = True
+    return out, mask
+
+
+def qa_text(question: str, options: Sequence[str]) -> str:
+    opts = "\n".join(f"{LETTERS[i]}) {o}" for i, o in enumerate(options))
+    return QA_TEMPLATE.format(question=question, options=opts)
+
+
+def build_inputs(
+    batch: Mapping[str, list[Any]],
+    personas: Mapping[str, Persona],
+    tokenizer: Any,
+    chat: ChatFormat,
+    *,
+    num_turns: int,
+    widths: InputWidths,
+    pad_id: int,
+    repeat: int = 1,
+    stats: InputStats | None = None,
+) -> EpisodeInputs:
+    """Tokenise a batch of episode records; each record repeated `repeat` times in a row
+    (k rollouts per persona for RLOO/GRPO groups)."""
+    stats = stats if stats is not None else InputStats()
+    enc = lambda s: list(tokenizer.encode(s, add_special_tokens=False))
+    letters = letter_ids(tokenizer)
+    pp, qp, op, pe, qa_rows, qa_opts, qa_ans = [], [], [], [], [], [], []
+    for i in range(len(batch["persona_id"])):
+        persona = personas[batch["persona_id"][i]]
+        opening = batch["opening_line"][i]
+        pp.append(chat.prompt(tokenizer, batch["user_prompt"][i], opening))
+        partner = chat.prompt(tokenizer, batch["partner_prompt"][i], PARTNER_KICKOFF) + enc(opening)
+        qp.append(partner)
+        op.append(enc(opening))
+        pe.append(enc(persona.description))
+        rows, opts, ans = [], [], []
+        for t in range(num_turns):
+            probe = persona.probes[t % len(persona.probes)]
+            rows.append(enc(qa_text(probe.question, probe.options)))
+            opts.append([letters[j] if j < len(probe.options) else -1 for j in range(5)])
+            ans.append(probe.answer)
+        qa_rows.append(rows)
+        qa_opts.append(opts)
+        qa_ans.append(ans)
+    rep = lambda x: np.repeat(x, repeat, axis=0)
+    ids = batch["persona_id"]
+    pp_a, pp_m = _left_pad(pp, widths.policy_prompt, pad_id, "policy_prompt", stats, ids=ids)
+    qp_a, qp_m = _left_pad(qp, widths.partner_prompt, pad_id, "partner_prompt", stats, ids=ids)
+    op_a, op_m = _left_pad(op, widths.opening, pad_id, "opening", stats, "tail")
+    pe_a, pe_m = _left_pad(pe, widths.persona, pad_id, "persona", stats, "head")
+    flat = [r for rows in qa_rows for r in rows]
+    qa_ids = [pid for pid in ids for _ in range(num_turns)]
+    qa_a, qa_m = _left_pad(flat, widths.qa, pad_id, "qa", stats, ids=qa_ids)
+    b = len(qa_rows)
+    return EpisodeInputs(
+        policy_prompt=jnp.asarray(rep(pp_a)),
+        policy_prompt_mask=jnp.asarray(rep(pp_m)),
+        partner_prompt=jnp.asarray(rep(qp_a)),
+        partner_prompt_mask=jnp.asarray(rep(qp_m)),
+        opening=jnp.asarray(rep(op_a)),
+        opening_mask=jnp.asarray(rep(op_m)),
+        persona=jnp.asarray(rep(pe_a)),
+        persona_mask=jnp.asarray(rep(pe_m)),
+        qa_tokens=jnp.asarray(rep(qa_a.reshape(b, num_turns, -1))),
+        qa_mask=jnp.asarray(rep(qa_m.reshape(b, num_turns, -1))),
+        qa_option_ids=jnp.asarray(rep(np.asarray(qa_opts, np.int32))),
+        qa_answer=jnp.asarray(rep(np.asarray(qa_ans, np.int32))),
+    )
