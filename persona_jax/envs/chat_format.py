@@ -34,12 +34,10 @@ class ChatFormat:
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any) -> ChatFormat:
-        """`tokenizer` is a Hugging Face tokenizer (or anything with the same two methods)."""
+        """`tokenizer` is a `persona_jax.text.Tokenizer` (`chat_text` and `encode`)."""
 
         def render(messages: list[dict[str, str]]) -> str:
-            return tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
+            return tokenizer.chat_text(messages, add_generation_prompt=True)
 
         short = render([{"role": "system", "content": _S}, {"role": "user", "content": _U}])
         long = render(
@@ -60,12 +58,12 @@ class ChatFormat:
             ) from None
         if not p2 or not p3:
             raise ChatFormatError("chat template has no turn separators")
-        enc = lambda s: tuple(tokenizer.encode(s, add_special_tokens=False)) if s else ()
+        enc = lambda s: tuple(tokenizer.encode(s)) if s else ()
         return cls(enc(p0), enc(p1), enc(p2), enc(p3))
 
     def prompt(self, tokenizer: Any, system: str, first_user: str) -> list[int]:
         """System message and the first partner line, ending with the generation prompt."""
-        enc = lambda s: list(tokenizer.encode(s, add_special_tokens=False))
+        enc = lambda s: list(tokenizer.encode(s))
         return [
             *self.system_header,
             *enc(system),

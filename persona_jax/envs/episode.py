@@ -80,6 +80,7 @@ class EpisodeOutput:
     policy: SampleOutput  # fields stacked over turns: tokens [T, B, N], lengths [T, B], ...
     partner: SampleOutput  # [T-1, B, N2]
     qa_prob: jax.Array  # [T, B] probability of the keyed option after each policy turn
+    qa_correct: jax.Array  # [T, B] the keyed option is the most likely letter
     sequence: jax.Array  # [B, L] the policy's whole context, left-aligned
     sequence_mask: jax.Array  # [B, L]
     policy_mask: jax.Array  # [B, L] tokens the policy generated (actions)
@@ -115,7 +116,8 @@ def _qa_prob(cfg, params, cache, spec, stopped, qa_tokens, qa_mask, option_ids, 
     letter_logits = jnp.take_along_axis(logits, jnp.maximum(option_ids, 0), axis=1)
     letter_logits = jnp.where(valid, letter_logits, -jnp.inf)
     probs = jax.nn.softmax(letter_logits, axis=-1)
-    return jnp.take_along_axis(probs, answer[:, None], axis=1)[:, 0]
+    keyed = jnp.take_along_axis(probs, answer[:, None], axis=1)[:, 0]
+    return keyed, jnp.argmax(letter_logits, axis=-1) == answer
 
 
 def cache_slots(spec: EpisodeSpec, inputs_shapes: dict[str, tuple[int, ...]]) -> tuple[int, int]:
@@ -197,11 +199,13 @@ def rollout(
     outs, qas, pouts, r_toks, r_masks = ys
     pol_cache, last, qa_last = policy_turn(pol_cache, pol_logits, key, spec.num_turns - 1)
     policy = _stack(outs, last)
-    qa_prob = jnp.concatenate([qas, qa_last[None]], axis=0)
+    qa_prob = jnp.concatenate([qas[0], qa_last[0][None]], axis=0)
+    qa_correct = jnp.concatenate([qas[1], qa_last[1][None]], axis=0)
     return EpisodeOutput(
         policy=policy,
         partner=pouts,
         qa_prob=qa_prob,
+        qa_correct=qa_correct,
         policy_cache_slots=pol_cache.index,
         **_policy_sequence(inputs, policy, r_toks, r_masks),
     )

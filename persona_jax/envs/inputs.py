@@ -49,7 +49,7 @@ def letter_ids(tokenizer: Any) -> list[int]:
     """Token id of each option letter; the letters must be single tokens."""
     ids = []
     for letter in LETTERS:
-        enc = tokenizer.encode(letter, add_special_tokens=False)
+        enc = tokenizer.encode(letter)
         if len(enc) != 1:
             raise ValueError(f"option letter {letter!r} is not a single token: {enc}")
         ids.append(enc[0])
@@ -97,7 +97,7 @@ def build_inputs(
     """Tokenise a batch of episode records; each record repeated `repeat` times in a row
     (k rollouts per persona for RLOO/GRPO groups)."""
     stats = stats if stats is not None else InputStats()
-    enc = lambda s: list(tokenizer.encode(s, add_special_tokens=False))
+    enc = lambda s: list(tokenizer.encode(s))
     letters = letter_ids(tokenizer)
     pp, qp, op, pe, qa_rows, qa_opts, qa_ans = [], [], [], [], [], [], []
     for i in range(len(batch["persona_id"])):
