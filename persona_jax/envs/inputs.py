@@ -30,10 +30,10 @@ PARTNER_KICKOFF = "Hello."
 class InputWidths:
     """Static token widths of the episode inputs."""
 
-    policy_prompt: int = 320
-    partner_prompt: int = 256
-    opening: int = 64
-    persona: int = 256
+    policy_prompt: int = 384
+    partner_prompt: int = 160
+    opening: int = 48
+    persona: int = 224
     qa: int = 128
 
 
@@ -62,13 +62,22 @@ def _left_pad(
     pad: int,
     name: str,
     stats: InputStats,
-    keep: str = "tail",
+    keep: str = "error",
+    ids: Sequence[str] = (),
 ):
+    """Left-pad to `width`. Structured pieces (prompts ending in a generation prompt) must fit
+    (`keep="error"`); free text may be cut at the head or tail, counted in `stats`."""
     out = np.full((len(rows), width), pad, np.int32)
     mask = np.zeros((len(rows), width), bool)
     for i, r in enumerate(rows):
         r = list(r)
         if len(r) > width:
+            if keep == "error":
+                who = ids[i] if i < len(ids) else f"row {i}"
+                raise ValueError(
+                    f"{name} of {who} is {len(r)} tokens, over its width {width}; raise "
+                    f"episode.widths.{name} in the config"
+                )
             stats.count(name)
             r = r[-width:] if keep == "tail" else r[:width]
         if r:

@@ -1,0 +1,1 @@
+"""Training entry: config handling, run set-up, evaluation and the train loop."""

@@ -1,0 +1,139 @@
+"""Held-out evaluation: dialogues on eval-split personas, scored by the evaluation judge.
+
+The three metrics, per dialogue then averaged:
+- prompt_to_line: fraction of the simulated user's lines the judge finds consistent with the
+  persona (P(contradiction) < 0.5);
+- line_to_line: fraction of lines (from the second on) the judge finds free of conflicts with
+  the speaker's earlier lines;
+- qa: fraction of persona probes, asked after each turn, whose keyed option is the policy's
+  most likely answer.
+Also the degeneration guards: mean reply length and distinct-2 over all replies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from persona_jax.data.pipelines import episode_records
+from persona_jax.envs import tokens as tk
+from persona_jax.envs.episode import EpisodeOutput, rollout_jit
+from persona_jax.envs.inputs import build_inputs
+from persona_jax.rewards.consistency import episode_rewards
+from persona_jax.train.setup import Judge, Run
+
+
+def _columns(records: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {k: [r[k] for r in records] for k in records[0]}
+
+
+def eval_batch(run: Run, seed: int) -> dict[str, list[Any]]:
+    """A fixed batch of eval-split episode records (same personas and openings every time)."""
+    personas = run.eval_personas[: run.config.eval.num_personas]
+    records = episode_records(personas, run.partners)
+    rng = np.random.default_rng(seed)
+    for r in records:
+        spec = run.partners[r["role"]]
+        topic = spec.topics[int(rng.integers(len(spec.topics)))] if spec.topics else None
+        if topic is not None:
+            r["partner_prompt"] = spec.render_system_prompt(
+                subject=topic.subject, grade=topic.grade_level
+            )
+        else:
+            r["partner_prompt"] = spec.render_system_prompt()
+        r["opening_line"] = spec.render_opening_line(
+            int(rng.integers(len(spec.opening_lines))), topic=topic.topic if topic else None
+        )
+    return _columns(records)
+
+
+def distinct_n(replies: Sequence[Sequence[int]], n: int = 2) -> float:
+    grams = [tuple(r[i : i + n]) for r in replies for i in range(len(r) - n + 1)]
+    return len(set(grams)) / max(len(grams), 1)
+
+
+@dataclasses.dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    dialogues: list[str]
+
+
+def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[str, np.ndarray]:
+    comps = jax.jit(episode_rewards, static_argnums=(0, 1))(
+        run.reward_spec, judge.backbone_cfg, judge.backbone, judge.head, inputs, out
+    )
+    return {k: np.asarray(v) for k, v in comps.items()}
+
+
+def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
+    """Greedy (by default) dialogues with the current policy on held-out personas."""
+    batch = eval_batch(run, seed)
+    personas = {p.id: p for p in run.eval_personas}
+    inputs = build_inputs(
+        batch,
+        personas,
+        run.tokenizer,
+        run.chat,
+        num_turns=run.eval_spec.num_turns,
+        widths=run.widths,
+        pad_id=run.tokenizer.pad_id,
+    )
+    out = rollout_jit(
+        run.model_cfg,
+        policy_params,
+        run.partner_cfg,
+        run.partner_params,
+        inputs,
+        jax.random.key(seed),
+        run.eval_spec,
+    )
+    comps = score_episode(run, run.eval_judge, inputs, out)
+    p2l_ok = comps["prompt_to_line"] > 0.5  # [T, B]
+    l2l_ok = comps["line_to_line"] > 0.5
+    qa_ok = np.asarray(out.qa_correct)
+    pol = jax.device_get(out.policy)
+    content = np.asarray(tk.content_mask(pol.mask, pol.lengths, pol.stopped))
+    replies = [
+        [int(x) for x, m in zip(pol.tokens[t, b], content[t, b], strict=True) if m]
+        for t in range(pol.tokens.shape[0])
+        for b in range(pol.tokens.shape[1])
+    ]
+    l2l = l2l_ok[1:].mean(axis=0).mean() if l2l_ok.shape[0] > 1 else float("nan")
+    metrics = {
+        "prompt_to_line": float(p2l_ok.mean(axis=0).mean()),
+        "line_to_line": float(l2l),
+        "qa": float(qa_ok.mean(axis=0).mean()),
+        "qa_keyed_prob": float(np.asarray(out.qa_prob).mean()),
+        "mean_length": float(np.mean([len(r) for r in replies])),
+        "distinct_2": distinct_n(replies, 2),
+        "persona_copy": float(comps["persona_copy"].mean()),
+        "num_dialogues": int(pol.tokens.shape[1]),
+    }
+    return EvalResult(metrics, _transcripts(run, batch, out, comps))
+
+
+def _transcripts(run: Run, batch, out: EpisodeOutput, comps) -> list[str]:
+    """Readable dialogues (with the judge's per-line scores) for the first few episodes."""
+    tok = run.tokenizer
+    pol, par = jax.device_get(out.policy), jax.device_get(out.partner)
+    texts = []
+    for b in range(min(run.config.eval.samples_to_write, pol.tokens.shape[1])):
+        lines = [
+            f"# {batch['persona_id'][b]}\n{batch['persona'][b]}\n",
+            f"PARTNER: {batch['opening_line'][b]}",
+        ]
+        for t in range(pol.tokens.shape[0]):
+            said = tok.decode(pol.tokens[t, b][pol.mask[t, b]], skip_special_tokens=True).strip()
+            lines.append(
+                f"USER: {said}    [p2l ok {comps['prompt_to_line'][t, b]:.2f}, "
+                f"l2l ok {comps['line_to_line'][t, b]:.2f}, qa {float(out.qa_prob[t, b]):.2f}]"
+            )
+            if t < par.tokens.shape[0]:
+                reply = tok.decode(par.tokens[t, b][par.mask[t, b]], skip_special_tokens=True)
+                lines.append(f"PARTNER: {reply.strip()}")
+        texts.append("\n".join(lines))
+    return texts

@@ -1,0 +1,237 @@
+"""The train loop: episodes -> rewards -> update, with checkpoints, logs and evaluation.
+
+Each step: the episode pipeline yields a batch of personas; `build_inputs` tokenises it; the
+jitted rollout plays whole conversations; the jitted reward function scores every policy
+utterance with the distilled judge; the jitted, sharded update applies PPO or a REINFORCE
+variant. Checkpoints hold the train state and the data iterator state, so a killed run
+resumes with the same next batches, RNG and optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from ml_collections import ConfigDict
+from tqdm import tqdm
+
+from persona_jax.checkpoint import Checkpointer
+from persona_jax.data.pipelines import episode_pipeline
+from persona_jax.envs.episode import rollout
+from persona_jax.envs.inputs import InputStats, build_inputs
+from persona_jax.parallel import make_mesh
+from persona_jax.parallel.partition import batch_sharding
+from persona_jax.rewards.consistency import episode_rewards, place_on_tokens
+from persona_jax.rl import step as st
+from persona_jax.rl.state import init_train_state
+from persona_jax.rl.update import Batch
+from persona_jax.train.evaluation import evaluate
+from persona_jax.train.logging import MetricWriter
+from persona_jax.train.setup import Run, build_run, describe
+
+
+def _episode_out_shardings(mesh, out_shape):
+    """Batch-split outputs: [T, B, ...] fields on axis 1, [B, ...] on axis 0."""
+    axes = tuple(a for a in ("data", "fsdp") if mesh.shape[a] > 1) or None
+
+    def spec(path, x):
+        if x.ndim == 0:
+            return NamedSharding(mesh, PartitionSpec())
+        top = jax.tree_util.keystr(path[:1])
+        turn_major = any(k in top for k in ("policy", "partner", "qa_"))
+        dims = [None] * x.ndim
+        dims[1 if turn_major else 0] = axes
+        return NamedSharding(mesh, PartitionSpec(*dims))
+
+    return jax.tree_util.tree_map_with_path(spec, out_shape)
+
+
+class Trainer:
+    def __init__(self, config: ConfigDict) -> None:
+        self.config = config
+        self.workdir = Path(config.workdir)
+        self.run: Run = build_run(config)
+        c, run = config, self.run
+        self.mesh = make_mesh(c.mesh.to_dict())
+        state, self.tx = init_train_state(run.rl, run.model_cfg, run.base_params, c.seed)
+        self.state = st.shard_state(state, self.tx, run.model_cfg, self.mesh)
+        self.ref = st.shard_params(run.model_cfg, run.base_params, self.mesh)
+        self.partner = (
+            self.ref
+            if run.partner_params is run.base_params
+            else st.shard_params(run.partner_cfg, run.partner_params, self.mesh)
+        )
+        self.personas = {p.id: p for p in run.train_personas + run.eval_personas}
+        self.data = iter(
+            episode_pipeline(
+                run.train_personas, run.partners, batch_size=c.data.batch_size, seed=c.seed
+            )
+        )
+        self.ckpt = Checkpointer(self.workdir / "checkpoints", max_to_keep=c.train.keep_checkpoints)
+        self.writer = MetricWriter(self.workdir)
+        self.input_stats = InputStats()
+        self._rollout = None
+        self._update = None
+
+    # ------------------------------------------------------------------ jitted pieces
+    def _inputs(self, batch) -> Any:
+        run = self.run
+        inputs = build_inputs(
+            batch,
+            self.personas,
+            run.tokenizer,
+            run.chat,
+            num_turns=run.train_spec.num_turns,
+            widths=run.widths,
+            pad_id=run.tokenizer.pad_id,
+            repeat=run.rl.group_size,
+            stats=self.input_stats,
+        )
+        return jax.device_put(
+            inputs, jax.tree.map(lambda x: batch_sharding(self.mesh, x.ndim), inputs)
+        )
+
+    def _rollout_fn(self, inputs):
+        if self._rollout is None:
+            run = self.run
+
+            def fn(policy, partner, inputs, key):
+                return rollout(
+                    run.model_cfg, policy, run.partner_cfg, partner, inputs, key, run.train_spec
+                )
+
+            args = (self.state.params["policy"], self.partner, inputs, jax.random.key(0))
+            out_shape = jax.eval_shape(fn, *args)
+            in_sh = (
+                st.state_shardings(self.state.params["policy"]),
+                st.state_shardings(self.partner),
+                jax.tree.map(lambda x: x.sharding, inputs),
+                NamedSharding(self.mesh, PartitionSpec()),
+            )
+            self._rollout = jax.jit(
+                fn, in_shardings=in_sh, out_shardings=_episode_out_shardings(self.mesh, out_shape)
+            )
+        return self._rollout
+
+    def _reward(self, inputs, out):
+        j = self.run.judge
+        comps = jax.jit(episode_rewards, static_argnums=(0, 1))(
+            self.run.reward_spec, j.backbone_cfg, j.backbone, j.head, inputs, out
+        )
+        tokens = jax.jit(place_on_tokens)(out, comps["total"])
+        return comps, tokens
+
+    def _update_fn(self, batch: Batch):
+        if self._update is None:
+            self._update = st.make_update_fn(
+                self.run.model_cfg, self.run.rl, self.tx, self.mesh, self.state, self.ref, batch
+            )
+        return self._update
+
+    # ------------------------------------------------------------------ checkpoints
+    def _meta(self) -> dict[str, Any]:
+        return {"config": json.loads(self.config.to_json()), **describe(self.run)}
+
+    def save(self, step: int, *, force: bool = False) -> None:
+        self.ckpt.save(step, self.state, data=self.data.get_state(), meta=self._meta(), force=force)
+
+    def maybe_resume(self) -> int:
+        restored = self.ckpt.restore(self.state)
+        if restored is None:
+            return 0
+        self.state = restored.state
+        if restored.data:
+            self.data.set_state(restored.data)
+        print(f"resumed from {self.ckpt.directory} step {restored.step}")
+        return restored.step
+
+    # ------------------------------------------------------------------ loop
+    def train_step(self, step: int) -> dict[str, float]:
+        batch = next(self.data)
+        t0 = time.perf_counter()
+        inputs = self._inputs(batch)
+        key = jax.random.fold_in(jax.random.key(self.config.seed), step)
+        out = self._rollout_fn(inputs)(self.state.params["policy"], self.partner, inputs, key)
+        jax.block_until_ready(out)
+        t1 = time.perf_counter()
+        comps, token_rewards = self._reward(inputs, out)
+        jax.block_until_ready(token_rewards)
+        t2 = time.perf_counter()
+        rl_batch = Batch(out.sequence, out.sequence_mask, out.policy_mask, token_rewards)
+        self.state, metrics = self._update_fn(rl_batch)(self.state, rl_batch, self.ref)
+        metrics = jax.device_get(metrics)
+        t3 = time.perf_counter()
+        n_tokens = float(
+            np.asarray(out.policy.lengths).sum() + np.asarray(out.partner.lengths).sum()
+        )
+        logs = {k: float(v) for k, v in metrics.items()}
+        logs.update({f"reward/{k}": float(np.mean(v)) for k, v in comps.items()})
+        logs.update(
+            {
+                "time/rollout_s": t1 - t0,
+                "time/reward_s": t2 - t1,
+                "time/update_s": t3 - t2,
+                "throughput/generated_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
+                "response_length": float(np.asarray(out.policy.lengths).mean()),
+            }
+        )
+        return logs
+
+    def evaluate(self, step: int, tag: str) -> dict[str, float]:
+        result = evaluate(self.run, self.state.params["policy"], seed=self.config.seed)
+        self.writer.write(step, result.metrics, prefix="eval/")
+        if jax.process_index() == 0:
+            path = self.workdir / "samples" / f"{tag}_step{step:06d}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n\n".join(result.dialogues) + "\n")
+        return result.metrics
+
+    def train(self) -> dict[str, Any]:
+        c = self.config
+        start = self.maybe_resume()
+        before = None
+        if start == 0 and c.eval.before_after:
+            before = self.evaluate(start, "before")
+        t_start = time.perf_counter()
+        bar = tqdm(
+            range(start, c.train.steps),
+            initial=start,
+            total=c.train.steps,
+            desc="train",
+            disable=jax.process_index() != 0,
+        )
+        step = start
+        for step in bar:
+            logs = self.train_step(step)
+            done = step + 1
+            if done % c.train.log_every == 0:
+                self.writer.write(done, logs)
+            bar.set_postfix(reward=f"{logs['reward/total']:.3f}", kl=f"{logs['kl']:.3f}")
+            if c.train.save_every and done % c.train.save_every == 0:
+                self.save(done)
+            if c.train.eval_every and done % c.train.eval_every == 0 and done < c.train.steps:
+                self.evaluate(done, "eval")
+            minutes = (time.perf_counter() - t_start) / 60
+            if c.train.max_minutes and minutes > c.train.max_minutes and done < c.train.steps:
+                print(f"stopping after {minutes:.1f} min (train.max_minutes) at step {done}")
+                break
+        final = step + 1 if c.train.steps > start else start
+        if self.ckpt.latest_step != final:
+            self.save(final, force=True)
+        self.ckpt.wait()
+        after = self.evaluate(final, "after") if c.eval.before_after else None
+        self.writer.close()
+        return {"before": before, "after": after, "steps": final}
+
+
+def train(config: ConfigDict) -> dict[str, Any]:
+    trainer = Trainer(config)
+    try:
+        return trainer.train()
+    finally:
+        trainer.ckpt.close()

@@ -1,0 +1,42 @@
+"""Train a persona simulator with multi-turn RL.
+
+    python train.py --config=configs/patient.py [--config.train.steps=50 ...]
+
+Prints the resolved config, saves it with the run, trains with checkpoints (a rerun with the
+same workdir resumes), evaluates before and after on held-out personas, and ends with one
+line of JSON holding the before/after metrics.
+"""
+
+import json
+from pathlib import Path
+
+from absl import app, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/patient.py", "Run config file.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import jax
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+
+    from persona_jax.parallel.distributed import maybe_initialize
+    from persona_jax.train.trainer import train
+
+    config = _CONFIG.value
+    maybe_initialize(config.distributed.to_dict() if config.distributed.enabled else None)
+    workdir = Path(config.workdir)
+    if jax.process_index() == 0:
+        print(config.to_yaml() if hasattr(config, "to_yaml") else config)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    result = train(config)
+    if jax.process_index() == 0:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
