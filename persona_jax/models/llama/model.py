@@ -124,8 +124,13 @@ def hidden_states(
     *,
     token_mask: jax.Array | None = None,
     cache: KVCache | None = None,
+    all_layers: bool = False,
 ) -> tuple[jax.Array, KVCache | None]:
     """Final-norm hidden states [batch, T, hidden] and the updated cache.
+
+    With `all_layers=True` the first output is [layers, batch, T, hidden]: the residual stream
+    after every layer with the final norm applied, i.e. what a model truncated to k layers
+    would return, for all k at once (used to pick a judge's depth from one pass).
 
     Without a cache the call is a plain causal forward over `tokens` (padding given by
     `token_mask` is skipped by attention and by position ids). With a cache the T tokens are
@@ -173,13 +178,15 @@ def hidden_states(
         h = rms_norm(x, lp["mlp_norm"], config.rms_norm_eps)
         gated = jax.nn.silu(_linear(h, lp["w_gate"])) * _linear(h, lp["w_up"])
         x = x + _linear(gated, lp["w_down"])
-        return (x, k_all, v_all, li + 1), None
+        return (x, k_all, v_all, li + 1), (x if all_layers else None)
 
     x = jnp.take(params["embed"], tokens, axis=0).astype(dt)
     k0 = None if cache is None else cache.k
     v0 = None if cache is None else cache.v
-    (x, k_all, v_all, _), _ = jax.lax.scan(layer, (x, k0, v0, jnp.zeros((), jnp.int32)), layers)
-    x = rms_norm(x, params["final_norm"], config.rms_norm_eps)
+    (x, k_all, v_all, _), per_layer = jax.lax.scan(
+        layer, (x, k0, v0, jnp.zeros((), jnp.int32)), layers
+    )
+    x = rms_norm(per_layer if all_layers else x, params["final_norm"], config.rms_norm_eps)
 
     if cache is None:
         return x, None
