@@ -27,7 +27,7 @@ def main(argv: list[str]) -> None:
     from persona_jax.train.trainer import train
 
     config = _CONFIG.value
-    maybe_initialize(config.distributed.to_dict() if config.distributed.enabled else None)
+    maybe_initialize(config.distributed)  # before anything touches a device
     workdir = Path(config.workdir)
     if jax.process_index() == 0:
         print(config.to_yaml() if hasattr(config, "to_yaml") else config)

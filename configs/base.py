@@ -98,7 +98,11 @@ def get_base_config() -> ConfigDict:
     c.eval.samples_to_write = 3
 
     c.mesh = ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+    # Multi-process runs (GPU clusters, TPU pods): empty fields fall back to the
+    # PERSONA_JAX_* environment variables; nothing set = single process. See docs/scaling.md.
     c.distributed = ConfigDict(
-        dict(enabled=False, coordinator_address="", num_processes=0, process_id=-1)
+        dict(
+            auto=False, coordinator_address="", num_processes="", process_id="", local_device_ids=""
+        )
     )
     return c

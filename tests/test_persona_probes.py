@@ -71,22 +71,6 @@ def test_grounding_check_rejects_an_unrelated_key() -> None:
     assert not _grounded("A golden retriever", description)
 
 
-_LENGTH_BIASED = {"student", "chat"}
-
-
-@pytest.mark.parametrize(
-    "role",
-    [
-        pytest.param(
-            role,
-            marks=pytest.mark.xfail(
-                strict=True, reason="keys are the longest option in most probes of this role"
-            ),
-        )
-        if role in _LENGTH_BIASED
-        else role
-        for role in ROLES
-    ],
-)
+@pytest.mark.parametrize("role", ROLES)
 def test_keys_are_not_given_away_by_length(role: str) -> None:
     assert _longest_key_fraction(load_personas(role)) <= MAX_LONGEST_KEY_FRACTION
