@@ -75,6 +75,7 @@ def get_base_config() -> ConfigDict:
     c.rl.kl_horizon = 1000.0
     c.rl.kl_budget = 5.0  # evaluation flags a run whose mean episode KL exceeds this
     c.rl.whiten_advantages = True
+    c.rl.recompute_old_logprobs = False  # True: a fresh forward instead of the sampler's
     c.rl.epochs = 1
     c.rl.minibatches = 1
     c.rl.group_size = 1

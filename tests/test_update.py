@@ -34,7 +34,8 @@ def make_batch(b=4, length=24, seed=0):
     act[:, 0] = False
     ends = act & (rng.random((b, length)) < 0.3)
     rewards = np.where(ends, rng.normal(size=(b, length)), 0.0).astype(np.float32)
-    return Batch(seq, mask, act, rewards)
+    behaviour = np.where(act, -rng.random((b, length)) * 3, 0.0).astype(np.float32)
+    return Batch(seq, mask, act, rewards, behaviour)
 
 
 @pytest.mark.parametrize(

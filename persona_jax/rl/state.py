@@ -36,6 +36,7 @@ class RLConfig:
     kl_target: float = 0.05
     kl_horizon: float = 1000.0
     whiten_advantages: bool = True
+    recompute_old_logprobs: bool = False
     epochs: int = 1
     minibatches: int = 1
     group_size: int = 1  # rollouts per persona (rloo, grpo)

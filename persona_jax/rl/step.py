@@ -69,12 +69,13 @@ def make_update_fn(
     state: TrainState,
     ref_params: Params,
     example_batch: Batch,
+    max_actions: int | None = None,
 ):
     """`update` jitted with explicit shardings and the state donated."""
     replicated = NamedSharding(mesh, PartitionSpec())
     s_sh = state_shardings(state)
     return jax.jit(
-        functools.partial(update, cfg=cfg, rl=rl, tx=tx),
+        functools.partial(update, cfg=cfg, rl=rl, tx=tx, max_actions=max_actions),
         in_shardings=(s_sh, batch_shardings(mesh, example_batch), state_shardings(ref_params)),
         out_shardings=(s_sh, replicated),
         donate_argnums=(0,),

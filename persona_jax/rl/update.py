@@ -3,8 +3,11 @@
 `update(state, batch)` recomputes behaviour and reference log-probs, turns per-token rewards
 into advantages (GAE across turns for PPO; returns-to-go with a moving or learned baseline;
 RLOO; group-normalised), then runs epochs x minibatches of clipped policy-gradient steps in a
-`lax.scan`. Every per-token array lives on the *shifted* grid [B, L-1]: entry p is about the
-token at sequence position p+1, predicted from position p.
+`lax.scan`. Positions: the *shifted* grid [B, L-1] has entry p about the token at sequence
+position p+1, predicted from position p; the *action grid* [B, A] lists only the policy's
+tokens of each row, in order (A = the most actions a row can have). All losses and advantages
+are computed on the action grid, so the vocabulary projection, the costliest part of a small
+model's step, runs on the policy's tokens only, never on prompts or partner turns.
 """
 
 from __future__ import annotations
@@ -31,21 +34,40 @@ class Batch:
     sequence_mask: jax.Array  # [B, L] bool
     policy_mask: jax.Array  # [B, L] bool, tokens the policy generated
     rewards: jax.Array  # [B, L] float32, environment reward on utterance-final tokens
+    behaviour_logprobs: jax.Array  # [B, L] float32, the sampler's log-probs at policy tokens
+
+
+def action_index(act: jax.Array, max_actions: int | None) -> tuple[jax.Array, jax.Array]:
+    """Positions [B, A] of the true entries of `act` [B, P], in order, and their mask."""
+    a = act.shape[1] if max_actions is None else min(max_actions, act.shape[1])
+    order = jnp.argsort(~act, axis=1, stable=True)[:, :a]
+    return order, jnp.take_along_axis(act, order, axis=1)
+
+
+def _take(x: jax.Array, pos: jax.Array) -> jax.Array:
+    return jnp.take_along_axis(x, pos.reshape(pos.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
 def forward_terms(
-    cfg: LlamaConfig, rl: RLConfig, params: dict[str, Any], seq: jax.Array, mask: jax.Array
+    cfg: LlamaConfig,
+    rl: RLConfig,
+    params: dict[str, Any],
+    seq: jax.Array,
+    mask: jax.Array,
+    pos: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(log-probs, entropies, values), each [B, L-1] on the shifted grid."""
+    """(log-probs, entropies, values) at shifted-grid positions `pos` [B, A] (default: all)."""
     hidden, _ = hidden_states(cfg, params["policy"], seq, token_mask=mask)
-    h = hidden[:, :-1]
+    h, targets = hidden[:, :-1], seq[:, 1:]
+    if pos is not None:
+        h, targets = _take(h, pos), _take(targets, pos)
     logits = logits_from_hidden(cfg, params["policy"], h)
-    logp = losses.token_logprobs(logits, seq[:, 1:])
+    logp = losses.token_logprobs(logits, targets)
     ent = losses.entropy_from_logits(logits)
     if rl.uses_critic:
         if rl.critic == "separate":
             hc, _ = hidden_states(cfg, params["critic"], seq, token_mask=mask)
-            h = hc[:, :-1]
+            h = hc[:, :-1] if pos is None else _take(hc[:, :-1], pos)
         head = params["value_head"]
         values = jnp.dot(h.astype(jnp.float32), head["w"]) + head["b"]
     else:
@@ -53,9 +75,12 @@ def forward_terms(
     return logp, ent, values
 
 
-def reference_logprobs(cfg: LlamaConfig, ref: Params, seq: jax.Array, mask: jax.Array):
+def reference_logprobs(
+    cfg: LlamaConfig, ref: Params, seq: jax.Array, mask: jax.Array, pos: jax.Array
+) -> jax.Array:
     hidden, _ = hidden_states(cfg, ref, seq, token_mask=mask)
-    return losses.token_logprobs(logits_from_hidden(cfg, ref, hidden[:, :-1]), seq[:, 1:])
+    h, targets = _take(hidden[:, :-1], pos), _take(seq[:, 1:], pos)
+    return losses.token_logprobs(logits_from_hidden(cfg, ref, h), targets)
 
 
 def compute_advantages(rl: RLConfig, state: TrainState, rewards, values, act):
@@ -92,15 +117,28 @@ def update(
     cfg: LlamaConfig,
     rl: RLConfig,
     tx: optax.GradientTransformation,
+    max_actions: int | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One RL update from a batch of episodes. Pure; jit with cfg/rl/tx static."""
+    """One RL update from a batch of episodes. Pure; jit with cfg/rl/tx/max_actions static.
+
+    `max_actions` bounds the policy tokens per row (turns x max new tokens); None = no bound.
+    Old log-probs are the sampler's (same parameters: the rollout is on-policy) unless a
+    critic forward is needed anyway or `rl.recompute_old_logprobs` asks for a fresh forward.
+    """
     seq, mask = batch.sequence, batch.sequence_mask.astype(bool)
-    act = (batch.policy_mask.astype(bool) & mask)[:, 1:]
+    pos, act = action_index((batch.policy_mask.astype(bool) & mask)[:, 1:], max_actions)
     actf = act.astype(jnp.float32)
-    old_logp, _, old_values = jax.lax.stop_gradient(forward_terms(cfg, rl, state.params, seq, mask))
-    ref_logp = jax.lax.stop_gradient(reference_logprobs(cfg, ref_params, seq, mask))
+    if rl.uses_critic or rl.recompute_old_logprobs:
+        old_logp, _, old_values = jax.lax.stop_gradient(
+            forward_terms(cfg, rl, state.params, seq, mask, pos)
+        )
+    else:
+        old_logp = _take(batch.behaviour_logprobs[:, 1:].astype(jnp.float32), pos)
+        old_values = jnp.zeros(old_logp.shape, jnp.float32)
+    ref_logp = jax.lax.stop_gradient(reference_logprobs(cfg, ref_params, seq, mask, pos))
     kl_tok = jnp.where(act, old_logp - ref_logp, 0.0)
-    rewards = batch.rewards[:, 1:].astype(jnp.float32)
+    env_rewards = jnp.where(act, _take(batch.rewards[:, 1:].astype(jnp.float32), pos), 0.0)
+    rewards = env_rewards
     if rl.kl_in_reward:
         rewards = rewards - state.kl_coef * kl_tok
     adv, returns, baseline = compute_advantages(rl, state, rewards, old_values, act)
@@ -109,11 +147,11 @@ def update(
     if b % rl.minibatches:
         raise ValueError(f"batch {b} is not divisible into {rl.minibatches} minibatches")
     mb = b // rl.minibatches
-    data = (seq, mask, act, old_logp, old_values, ref_logp, adv, returns)
+    data = (seq, mask, pos, act, old_logp, old_values, ref_logp, adv, returns)
 
     def loss_fn(params, d):
-        s, m, a, olp, ov, rlp, ad, ret = d
-        logp, ent, values = forward_terms(cfg, rl, params, s, m)
+        s, m, p, a, olp, ov, rlp, ad, ret = d
+        logp, ent, values = forward_terms(cfg, rl, params, s, m, p)
         pg, info = losses.ppo_policy_loss(logp, olp, ad, a, clip_eps=rl.clip_eps)
         loss = pg
         if rl.uses_critic:
@@ -135,7 +173,7 @@ def update(
         grads, info = grad_fn(params, d)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return (params, opt_state), {**info, "grad_norm": optax.global_norm(grads)}
+        return (params, opt_state), {**info, "grad_norm": optax.tree.norm(grads)}
 
     rng = jax.random.wrap_key_data(state.rng)
     rng, perm_key = jax.random.split(rng)
@@ -155,7 +193,7 @@ def update(
         kl_per_token=adv_lib.masked_mean(kl_tok, actf),
         kl_coef=state.kl_coef,
         advantage_mean=adv_lib.masked_mean(adv, actf),
-        return_mean=jnp.mean(jnp.sum(batch.rewards[:, 1:] * actf, axis=1)),
+        return_mean=jnp.mean(jnp.sum(env_rewards, axis=1)),
         value_mean=adv_lib.masked_mean(old_values, actf),
         response_tokens=jnp.sum(actf) / b,
     )

@@ -128,8 +128,16 @@ class Trainer:
 
     def _update_fn(self, batch: Batch):
         if self._update is None:
+            spec = self.run.train_spec
             self._update = st.make_update_fn(
-                self.run.model_cfg, self.run.rl, self.tx, self.mesh, self.state, self.ref, batch
+                self.run.model_cfg,
+                self.run.rl,
+                self.tx,
+                self.mesh,
+                self.state,
+                self.ref,
+                batch,
+                max_actions=spec.num_turns * spec.policy_sampling.max_new_tokens,
             )
         return self._update
 
@@ -162,7 +170,9 @@ class Trainer:
         comps, token_rewards = self._reward(inputs, out)
         jax.block_until_ready(token_rewards)
         t2 = time.perf_counter()
-        rl_batch = Batch(out.sequence, out.sequence_mask, out.policy_mask, token_rewards)
+        rl_batch = Batch(
+            out.sequence, out.sequence_mask, out.policy_mask, token_rewards, out.behaviour_logprobs
+        )
         self.state, metrics = self._update_fn(rl_batch)(self.state, rl_batch, self.ref)
         metrics = jax.device_get(metrics)
         t3 = time.perf_counter()
