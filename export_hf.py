@@ -2,8 +2,9 @@
 
     python export_hf.py --checkpoint_dir=DIR_OR_GGUF --output_dir=DIR [--dtype=bfloat16]
 
-Sources understood today: a Hugging Face model directory (e.g. the imported default asset) and
-a llama.cpp `.gguf` file. Training checkpoints plug in as one more branch of `load_source`.
+Sources: a `train.py` run (its workdir or its `checkpoints/` directory: the policy of the
+latest step, with the base model's tokenizer), a Hugging Face model directory (e.g. the
+imported default asset) or a llama.cpp `.gguf` file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import jax
+import numpy as np
 from absl import app, flags
 
 from persona_jax.models.llama.config import LlamaConfig
@@ -21,7 +24,10 @@ from persona_jax.weights.export import TOKENIZER_FILES
 from persona_jax.weights.gguf_io import save_tokenizer
 
 _CHECKPOINT_DIR = flags.DEFINE_string(
-    "checkpoint_dir", None, "HF model directory or .gguf file to export.", required=True
+    "checkpoint_dir",
+    None,
+    "train.py workdir or checkpoints dir, HF model directory or .gguf file.",
+    required=True,
 )
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to write.", required=True)
 _DTYPE = flags.DEFINE_enum(
@@ -40,6 +46,9 @@ def load_source(
     left for the caller to remove).
     """
     path = Path(path)
+    ckpt_dir = _checkpoint_dir(path)
+    if ckpt_dir is not None:
+        return _load_training_checkpoint(ckpt_dir)
     if path.suffix == ".gguf":
         config, params = load_pretrained(path)
         tok_dir = Path(scratch_dir or tempfile.mkdtemp(prefix="export-tokenizer-"))
@@ -48,6 +57,38 @@ def load_source(
     config, params = load_pretrained(path, dtype=_stored_dtype(path))
     has_tokenizer = any((path / name).is_file() for name in TOKENIZER_FILES)
     return config, params, path if has_tokenizer else None
+
+
+def _checkpoint_dir(path: Path) -> Path | None:
+    """The orbax directory of a training run (its workdir or `workdir/checkpoints`), if any."""
+    for cand in (path / "checkpoints", path):
+        if cand.is_dir() and any(p.name.isdigit() for p in cand.iterdir()):
+            return cand
+    return None
+
+
+def _load_training_checkpoint(ckpt_dir: Path) -> tuple[LlamaConfig, Params, Path | None]:
+    """The policy of the latest step of a `train.py` run, with the base model's tokenizer."""
+    from persona_jax.checkpoint import Checkpointer
+
+    restored = Checkpointer(ckpt_dir).restore_raw()
+    meta = restored.meta
+    if "model" not in meta or "config" not in meta:
+        raise ValueError(f"{ckpt_dir}: step {restored.step} is not a train.py checkpoint")
+    fields = {**meta["model"]}
+    for key in ("rope_scaling", "eos_token_ids"):
+        fields[key] = tuple(fields.get(key) or ())
+    config = LlamaConfig(**fields)
+    params = jax.tree.map(np.asarray, restored.state["params"]["policy"])
+    base = meta["config"]["model"]["path"]
+    if meta["config"]["model"].get("tiny"):
+        base = ""
+    if not base:
+        from persona_jax.assets import default_model_dir
+
+        base = default_model_dir()
+    print(f"exporting the policy of {ckpt_dir} step {restored.step}")
+    return config, params, Path(base)
 
 
 def _stored_dtype(model_dir: Path) -> str:

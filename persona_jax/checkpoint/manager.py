@@ -117,6 +117,25 @@ class Checkpointer:
         )
         return Restored(step=step, state=out["state"], data=out["data"] or None, meta=meta)
 
+    def restore_raw(self, step: int | None = None) -> Restored | None:
+        """Restore `step` (default: latest) as saved, without a target structure.
+
+        For tools that read a checkpoint without building a train state (export, inspection);
+        arrays come back on the default device.
+        """
+        step = self.latest_step if step is None else step
+        if step is None:
+            return None
+        out = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(),
+                data=ocp.args.JsonRestore(),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        return Restored(step=step, state=out["state"], data=out["data"] or None, meta=out["meta"])
+
     def _check_shapes(self, abstract_state: Any, meta: dict[str, Any], step: int) -> None:
         stored = {k: (tuple(s), d) for k, (s, d) in meta.get("shapes", {}).items()}
         wanted = _shape_tree(abstract_state)
