@@ -22,7 +22,7 @@ fetch: $(STAMP)
 	$(PY) -m persona_jax.assets fetch
 
 run: fetch
-	$(PY) -m persona_jax.demo
+	$(PY) train.py --config=configs/patient.py
 
 test: fetch
 	$(PY) -m pytest $(PYTEST_ARGS)
