@@ -23,6 +23,7 @@ from persona_jax.data.pipelines import episode_records
 from persona_jax.envs import tokens as tk
 from persona_jax.envs.episode import EpisodeOutput, rollout_jit
 from persona_jax.envs.inputs import build_inputs
+from persona_jax.parallel.host import to_host
 from persona_jax.rewards.consistency import episode_rewards
 from persona_jax.train.setup import Judge, Run
 
@@ -66,7 +67,7 @@ def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[st
     comps = jax.jit(episode_rewards, static_argnums=(0, 1))(
         run.reward_spec, judge.backbone_cfg, judge.backbone, judge.head, inputs, out
     )
-    return {k: np.asarray(v) for k, v in comps.items()}
+    return to_host(comps)
 
 
 def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
@@ -92,10 +93,11 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         run.eval_spec,
     )
     comps = score_episode(run, run.eval_judge, inputs, out)
+    out = to_host(out)
     p2l_ok = comps["prompt_to_line"] > 0.5  # [T, B]
     l2l_ok = comps["line_to_line"] > 0.5
-    qa_ok = np.asarray(out.qa_correct)
-    pol = jax.device_get(out.policy)
+    qa_ok = out.qa_correct
+    pol = out.policy
     content = np.asarray(tk.content_mask(pol.mask, pol.lengths, pol.stopped))
     replies = [
         [int(x) for x, m in zip(pol.tokens[t, b], content[t, b], strict=True) if m]
@@ -107,7 +109,7 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         "prompt_to_line": float(p2l_ok.mean(axis=0).mean()),
         "line_to_line": float(l2l),
         "qa": float(qa_ok.mean(axis=0).mean()),
-        "qa_keyed_prob": float(np.asarray(out.qa_prob).mean()),
+        "qa_keyed_prob": float(out.qa_prob.mean()),
         "mean_length": float(np.mean([len(r) for r in replies])),
         "distinct_2": distinct_n(replies, 2),
         "persona_copy": float(comps["persona_copy"].mean()),
@@ -119,7 +121,7 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
 def _transcripts(run: Run, batch, out: EpisodeOutput, comps) -> list[str]:
     """Readable dialogues (with the judge's per-line scores) for the first few episodes."""
     tok = run.tokenizer
-    pol, par = jax.device_get(out.policy), jax.device_get(out.partner)
+    pol, par = out.policy, out.partner
     texts = []
     for b in range(min(run.config.eval.samples_to_write, pol.tokens.shape[1])):
         lines = [

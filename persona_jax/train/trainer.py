@@ -25,7 +25,7 @@ from persona_jax.data.pipelines import episode_pipeline
 from persona_jax.envs.episode import rollout
 from persona_jax.envs.inputs import InputStats, build_inputs
 from persona_jax.parallel import make_mesh
-from persona_jax.parallel.partition import batch_sharding
+from persona_jax.parallel.host import global_batch, to_host
 from persona_jax.rewards.consistency import episode_rewards, place_on_tokens
 from persona_jax.rl import step as st
 from persona_jax.rl.state import init_train_state
@@ -42,8 +42,8 @@ def _episode_out_shardings(mesh, out_shape):
     def spec(path, x):
         if x.ndim == 0:
             return NamedSharding(mesh, PartitionSpec())
-        top = jax.tree_util.keystr(path[:1])
-        turn_major = any(k in top for k in ("policy", "partner", "qa_"))
+        top = getattr(path[0], "name", getattr(path[0], "key", ""))
+        turn_major = top in ("policy", "partner", "qa_prob", "qa_correct")
         dims = [None] * x.ndim
         dims[1 if turn_major else 0] = axes
         return NamedSharding(mesh, PartitionSpec(*dims))
@@ -92,9 +92,7 @@ class Trainer:
             repeat=run.rl.group_size,
             stats=self.input_stats,
         )
-        return jax.device_put(
-            inputs, jax.tree.map(lambda x: batch_sharding(self.mesh, x.ndim), inputs)
-        )
+        return global_batch(inputs, self.mesh)
 
     def _rollout_fn(self, inputs):
         if self._rollout is None:
@@ -174,20 +172,19 @@ class Trainer:
             out.sequence, out.sequence_mask, out.policy_mask, token_rewards, out.behaviour_logprobs
         )
         self.state, metrics = self._update_fn(rl_batch)(self.state, rl_batch, self.ref)
-        metrics = jax.device_get(metrics)
+        metrics = to_host(metrics)
         t3 = time.perf_counter()
-        n_tokens = float(
-            np.asarray(out.policy.lengths).sum() + np.asarray(out.partner.lengths).sum()
-        )
+        lengths = to_host((out.policy.lengths, out.partner.lengths))
+        n_tokens = float(lengths[0].sum() + lengths[1].sum())
         logs = {k: float(v) for k, v in metrics.items()}
-        logs.update({f"reward/{k}": float(np.mean(v)) for k, v in comps.items()})
+        logs.update({f"reward/{k}": float(np.mean(v)) for k, v in to_host(comps).items()})
         logs.update(
             {
                 "time/rollout_s": t1 - t0,
                 "time/reward_s": t2 - t1,
                 "time/update_s": t3 - t2,
                 "throughput/generated_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
-                "response_length": float(np.asarray(out.policy.lengths).mean()),
+                "response_length": float(lengths[0].mean()),
             }
         )
         return logs
