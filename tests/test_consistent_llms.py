@@ -30,18 +30,22 @@ from persona_jax.data.released import (
 from persona_jax.data.tfds import consistent_llms as cl
 from persona_jax.metrics.consistency import PolarityError, release_speaker_scores, resolve_polarity
 
-# Sanity bounds read off the data (see the printed report). Prompt-to-line outputs lack a
-# verdict word in at most a few percent of lines (education: 2.3%); line-to-line outputs
-# almost always hold a list, except in the two Mistral-judged therapy files, whose judge
-# often wrote "no conflicting lines" in prose (10% of therapy lines).
+# Sanity bounds read off the data (see the printed report). Outputs without a YES/NO or a
+# list are read when they state their verdict in unmixed words (persona_jax.metrics.
+# verdicts), which leaves at most 1% unread, except in therapy line-to-line (1.3%): what is
+# left there mixes a stated conflict with "no conflicting lines", holds two lists that
+# disagree, or is degenerate, and must stay unread rather than be guessed.
 MAX_UNPARSED = {
     ("chatting", "prompt_to_line"): 0.01,
-    ("education", "prompt_to_line"): 0.03,
-    ("therapy", "prompt_to_line"): 0.03,
+    ("education", "prompt_to_line"): 0.01,
+    ("therapy", "prompt_to_line"): 0.01,
     ("chatting", "line_to_line"): 0.01,
     ("education", "line_to_line"): 0.01,
-    ("therapy", "line_to_line"): 0.12,
+    ("therapy", "line_to_line"): 0.015,
 }
+# Labels read from words are a small share of all labels (most are in the two
+# Mistral-judged therapy files, whose judge often wrote "no conflicting lines" in prose).
+MAX_READ_FROM_WORDS = 0.1
 # The data's README: about 8,700 judged lines for prompt-to-line, about 8,000 line-to-line.
 JUDGED_RANGE = {"prompt_to_line": (8_000, 9_500), "line_to_line": (7_000, 9_000)}
 # Small files, one per task (the chat file holds Q&A probes), for the build tests.
@@ -135,6 +139,8 @@ def test_counts_unparsed_rates_and_class_balance(report: BuildReport) -> None:
     # The strict reading and the release's lenient one part ways on very few outputs.
     for key, n in report.differs_from_release.items():
         assert n <= 0.001 * report.labelled[key], (key, n)
+    for key, n in report.read_from_words.items():
+        assert n <= MAX_READ_FROM_WORDS * report.labelled[key], (key, n)
     assert report.probes["chatting"] > 0 and report.probes["therapy"] > 0
 
 

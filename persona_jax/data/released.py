@@ -9,10 +9,12 @@ probe items (:func:`iter_probes`), counting in a :class:`BuildReport` everything
 not label and why.
 
 Labels come from the strict parsers in :mod:`persona_jax.metrics.verdicts`: an output that
-does not settle its verdict is skipped and counted, never guessed. What YES means differs
-between files; each file's polarity is resolved from its stored scores first
-(:func:`persona_jax.metrics.consistency.resolve_polarity`), and a file that fits neither
-reading is refused with :class:`~persona_jax.metrics.consistency.PolarityError`.
+does not settle its verdict is skipped and counted, never guessed. An output without any
+YES/NO or list that states its verdict in unmixed words ("does not contradict his
+background", "No conflicting lines found.") is read from those words and counted apart.
+What YES means differs between files; each file's polarity is resolved from its stored
+scores first (:func:`persona_jax.metrics.consistency.resolve_polarity`), and a file that
+fits neither reading is refused with :class:`~persona_jax.metrics.consistency.PolarityError`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from typing import Any, Literal
 from persona_jax.metrics.consistency import resolve_polarity
 from persona_jax.metrics.verdicts import (
     Polarity,
-    inconsistent_from_yes,
+    parse_conflict_list,
     parse_index_list,
+    parse_prompt_verdict,
     parse_yes_no,
     release_inconsistent,
     release_index_list,
@@ -349,8 +352,11 @@ class BuildReport:
     """What reading the release produced and what it had to leave out, and why.
 
     Counters are keyed by task (and kind, ``prompt_to_line`` or ``line_to_line``).
-    ``differs_from_release`` counts readable outputs that the release's own lenient rule
-    read differently (see :mod:`persona_jax.metrics.verdicts`).
+    ``differs_from_release`` counts outputs with an explicit verdict (YES/NO, or a list)
+    that the release's own lenient rule read differently (see
+    :mod:`persona_jax.metrics.verdicts`). ``read_from_words`` counts labels taken from a
+    verdict stated only in words; the release read every such output as consistent (or as
+    naming no conflicts), so those are left out of ``differs_from_release``.
     """
 
     polarity: dict[str, Polarity] = field(default_factory=dict)
@@ -360,6 +366,7 @@ class BuildReport:
     skipped: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     labels: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     differs_from_release: Counter[tuple[str, str]] = field(default_factory=Counter)
+    read_from_words: Counter[tuple[str, str]] = field(default_factory=Counter)
     dropped_indices: Counter[str] = field(default_factory=Counter)
     probes: Counter[str] = field(default_factory=Counter)
     probes_skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -386,7 +393,8 @@ class BuildReport:
                     f"unparsed {100 * self.unparsed_rate(task, kind):.2f}%, "
                     f"consistent {n0} / inconsistent {n1} ({100 * n1 / total:.1f}% inconsistent), "
                     "read differently by the release's rule "
-                    f"{self.differs_from_release[(task, kind)]}"
+                    f"{self.differs_from_release[(task, kind)]}, "
+                    f"read from words {self.read_from_words[(task, kind)]}"
                 )
                 for (t, k, reason), n in sorted(self.skipped.items()):
                     if t == task and k == kind:
@@ -416,11 +424,13 @@ def _prompt_labels(dialogue: Dialogue, polarity: Polarity, report: BuildReport) 
         if not dialogue.personas[speaker].strip():
             report.skipped[(task, kind, "judged speaker has no persona")] += 1
             continue
-        inconsistent = inconsistent_from_yes(parse_yes_no(judged.text), polarity)
+        inconsistent = parse_prompt_verdict(judged.text, polarity)
         if inconsistent is None:
             report.skipped[(task, kind, "unparsed verdict")] += 1
             continue
-        if inconsistent != release_inconsistent(judged.text, polarity):
+        if parse_yes_no(judged.text) is None:
+            report.read_from_words[(task, kind)] += 1
+        elif inconsistent != release_inconsistent(judged.text, polarity):
             report.differs_from_release[(task, kind)] += 1
         labels[judged.index] = int(inconsistent)
     return labels
@@ -439,11 +449,13 @@ def _index_labels(dialogue: Dialogue, report: BuildReport) -> dict[int, tuple[in
         if dialogue.n_earlier_same_speaker(i) == 0:
             report.skipped[(task, kind, "no earlier line of the same speaker")] += 1
             continue
-        named = parse_index_list(judged.text)
+        named = parse_conflict_list(judged.text)
         if named is None:
             report.skipped[(task, kind, "unparsed verdict")] += 1
             continue
-        if named != release_index_list(judged.text):
+        if parse_index_list(judged.text) is None:
+            report.read_from_words[(task, kind)] += 1
+        elif named != release_index_list(judged.text):
             report.differs_from_release[(task, kind)] += 1
         valid = sorted({j for j in named if 0 <= j < i and speaker_of[j] == speaker_of[i]})
         if named and not valid:

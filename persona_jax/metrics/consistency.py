@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Literal
 from persona_jax.metrics.verdicts import (
     POLARITIES,
     Polarity,
-    inconsistent_from_yes,
-    parse_index_list,
+    parse_conflict_list,
+    parse_prompt_verdict,
     parse_yes_no,
     release_inconsistent,
     release_index_list,
@@ -183,7 +183,7 @@ def speaker_scores(dialogue: Dialogue, speaker: int, polarity: Polarity) -> dict
     speaker_of = dialogue.speaker_of
     prompt = prompt_to_line(
         [
-            inconsistent_from_yes(parse_yes_no(j.text), polarity)
+            parse_prompt_verdict(j.text, polarity)
             for j in dialogue.prompt_judgements
             if speaker_of[j.index] == speaker
         ]
@@ -192,7 +192,7 @@ def speaker_scores(dialogue: Dialogue, speaker: int, polarity: Polarity) -> dict
     for j in dialogue.index_judgements:
         if speaker_of[j.index] != speaker:
             continue
-        named = parse_index_list(j.text)
+        named = parse_conflict_list(j.text)
         conflicts = None if named is None else count_conflicts(named, j.index, speaker_of)
         index_lines.append(LineConflicts(dialogue.n_earlier_same_speaker(j.index), conflicts))
     return {
