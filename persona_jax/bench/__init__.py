@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m persona_jax.bench <name> [options]` (see `__main__`)."""

@@ -1,0 +1,172 @@
+"""Sampler throughput: our jitted prefill+decode against transformers `generate`.
+
+    python -m persona_jax.bench sampler [--batch 32] [--prompt_len 128] [--new_tokens 64]
+        [--model_dir DIR] [--repeats 3] [--baseline transformers|none]
+
+Both sides decode greedily with a KV cache and produce exactly `new_tokens` tokens per row
+(stop ids disabled for ours, `min_new_tokens` for transformers), from the same weights and
+the same random prompts. Tokens/s = batch * new_tokens / wall seconds of the whole call
+(prefill + decode), after a warm-up call that pays for compilation. The best of `repeats`
+runs is the headline figure (the least disturbed by other processes on a shared machine);
+medians are reported too. Our prefill/decode split is timed separately with the jitted
+building blocks. The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from persona_jax.models.llama.model import init_cache
+from persona_jax.sampling import Sampler, SamplingParams, decode_jit, decode_slots, prefill_jit
+
+
+def _timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+    """Wall seconds of `repeats` calls after one warm-up call; the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def _device() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{d.device_kind}"
+
+
+def bench_ours(config, params, prompts: np.ndarray, new_tokens: int, repeats: int) -> dict:
+    batch, prompt_len = prompts.shape
+    sp = SamplingParams(temperature=0.0, max_new_tokens=new_tokens, stop_ids=())
+    sampler = Sampler(config, params)
+    rows = prompts.tolist()
+    times, gen = _timed(lambda: sampler.generate(rows, sp), repeats)
+    assert all(len(t) == new_tokens for t in gen.tokens)
+
+    # Prefill / decode split with the building blocks (same shapes as the sampler's call).
+    tokens = jax.numpy.asarray(prompts, jax.numpy.int32)
+    slots = prompt_len + decode_slots(new_tokens, commit_last=False)
+    split: dict[str, list[float]] = {"prefill": [], "decode": []}
+    for i in range(repeats + 1):
+        cache = jax.block_until_ready(init_cache(config, batch, slots))
+        t0 = time.perf_counter()
+        cache, logits = jax.block_until_ready(prefill_jit(config, params, cache, tokens))
+        t1 = time.perf_counter()
+        out = decode_jit(config, params, cache, logits, jax.random.key(0), sp, commit_last=False)
+        jax.block_until_ready(out)
+        t2 = time.perf_counter()
+        if i:  # the first round compiles
+            split["prefill"].append(t1 - t0)
+            split["decode"].append(t2 - t1)
+    prefill_s, decode_s = min(split["prefill"]), min(split["decode"])
+    return {
+        "tokens": gen.tokens,
+        "times": times,
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
+        "decode_tok_s": batch * new_tokens / decode_s,
+        "compilations": sampler.num_compilations,
+    }
+
+
+def bench_transformers(model_dir: Path, prompts: np.ndarray, new_tokens: int, repeats: int):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    ids = torch.as_tensor(prompts, dtype=torch.long)
+
+    def run():
+        with torch.no_grad():
+            return model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=0,
+            )
+
+    times, out = _timed(run, repeats)
+    return {"tokens": out[:, prompts.shape[1] :].tolist(), "times": times}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m persona_jax.bench sampler")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--prompt_len", type=int, default=128)
+    parser.add_argument("--new_tokens", type=int, default=64)
+    parser.add_argument("--model_dir", type=Path, default=None, help="default: the SmolLM2 asset")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
+    parser.add_argument("--baseline", choices=("transformers", "none"), default="transformers")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if min(args.batch, args.prompt_len, args.new_tokens, args.repeats) < 1:
+        parser.error("--batch, --prompt_len, --new_tokens and --repeats must be >= 1")
+
+    from persona_jax.weights import load_pretrained
+
+    if args.model_dir is None:
+        from persona_jax.assets import default_model_dir
+
+        args.model_dir = default_model_dir()
+    config, params = load_pretrained(args.model_dir)
+    # Random ordinary tokens (ids above the special tokens), the same for both sides.
+    rng = np.random.default_rng(args.seed)
+    prompts = rng.integers(100, config.vocab_size, (args.batch, args.prompt_len), np.int32)
+    n_tok = args.batch * args.new_tokens
+    settings = dict(batch=args.batch, prompt_len=args.prompt_len, new_tokens=args.new_tokens)
+    print(f"sampler benchmark {settings} repeats={args.repeats} device={_device()}")
+
+    ours = bench_ours(config, params, prompts, args.new_tokens, args.repeats)
+    ours_tok_s = n_tok / min(ours["times"])
+    print(
+        f"ours:     {ours_tok_s:8.1f} tok/s (best of {args.repeats}; median "
+        f"{n_tok / statistics.median(ours['times']):.1f}); prefill {ours['prefill_s']:.3f}s, "
+        f"decode {ours['decode_s']:.3f}s = {ours['decode_tok_s']:.1f} decode tok/s"
+    )
+    result: dict[str, Any] = {
+        "bench": "sampler",
+        "ours_tok_s": round(ours_tok_s, 2),
+        "ours_tok_s_median": round(n_tok / statistics.median(ours["times"]), 2),
+        "ours_prefill_s": round(ours["prefill_s"], 4),
+        "ours_decode_s": round(ours["decode_s"], 4),
+        "ours_decode_tok_s": round(ours["decode_tok_s"], 2),
+        "baseline_tok_s": None,
+        "ratio": None,
+        **settings,
+        "repeats": args.repeats,
+        "device": _device(),
+    }
+    if args.baseline == "transformers":
+        base = bench_transformers(args.model_dir, prompts, args.new_tokens, args.repeats)
+        base_tok_s = n_tok / min(base["times"])
+        agree = float(np.mean(np.asarray(ours["tokens"]) == np.asarray(base["tokens"])))
+        print(
+            f"baseline: {base_tok_s:8.1f} tok/s (transformers generate, torch CPU, "
+            f"{os.cpu_count()} threads; median {n_tok / statistics.median(base['times']):.1f})"
+        )
+        print(f"ratio:    {ours_tok_s / base_tok_s:.2f}x; greedy token agreement {agree:.3f}")
+        result.update(
+            baseline_tok_s=round(base_tok_s, 2),
+            baseline_tok_s_median=round(n_tok / statistics.median(base["times"]), 2),
+            ratio=round(ours_tok_s / base_tok_s, 3),
+            baseline_device="cpu",
+            torch_threads=os.cpu_count(),
+            token_agreement=round(agree, 4),
+        )
+    print(json.dumps(result))
+    return 0
