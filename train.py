@@ -35,7 +35,18 @@ def main(argv: list[str]) -> None:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     result = train(config)
     if jax.process_index() == 0:
+        print(before_after_table(result))
         print(json.dumps(result))
+
+
+def before_after_table(result: dict) -> str:
+    """The three metrics (and the degeneration guards) before and after training."""
+    before, after = result.get("before") or {}, result.get("after") or {}
+    keys = ["prompt_to_line", "line_to_line", "qa", "mean_length", "distinct_2", "persona_copy"]
+    rows = ["| metric | before | after |", "| --- | --- | --- |"]
+    fmt = lambda d, k: f"{d[k]:.3f}" if k in d else "-"
+    rows += [f"| {k} | {fmt(before, k)} | {fmt(after, k)} |" for k in keys]
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
