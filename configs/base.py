@@ -1,7 +1,7 @@
 """Defaults shared by every training config. Each role config overrides what differs.
 
-GPU/TPU settings live beside the CPU ones: pick them with `--config.platform=gpu|tpu`
-(or edit the per-platform blocks at the bottom of each role config).
+GPU/TPU settings live beside the CPU ones in `configs/platforms.py`; pick them with the
+config-file argument: `--config=configs/patient.py:gpu` (or `:tpu`).
 """
 
 from ml_collections import ConfigDict
@@ -11,7 +11,7 @@ def get_base_config() -> ConfigDict:
     c = ConfigDict()
     c.seed = 0
     c.workdir = "runs/default"
-    c.platform = "cpu"  # cpu | gpu | tpu: selects the per-platform overrides of a config
+    c.platform = "cpu"  # set by the config-file argument (configs/patient.py:gpu); informational
 
     c.model = ConfigDict()
     c.model.path = (

@@ -27,7 +27,7 @@ Environment (one value per node for PROCESS_ID, the same everywhere for the othe
   LOCAL_DEVICE_IDS     optional: GPUs this process uses, e.g. 0,1,2,3 (default: all)
 
 Options (environment variable in brackets):
-  --config FILE        config file (default: configs/patient.py) [TRAIN_CONFIG]
+  --config FILE        config file (default: configs/patient.py:gpu) [TRAIN_CONFIG]
   --workdir DIR        run directory on a filesystem every node sees [TRAIN_WORKDIR] (required)
   --python PYTHON      interpreter (default: .venv/bin/python of the repository if present,
                        else python3) [PYTHON]
@@ -62,7 +62,7 @@ quote() {
   fi
 }
 
-CONFIG=${TRAIN_CONFIG:-configs/patient.py}
+CONFIG=${TRAIN_CONFIG:-configs/patient.py:gpu}
 WORKDIR=${TRAIN_WORKDIR:-}
 PYTHON=${PYTHON:-}
 DRY_RUN=0

@@ -209,7 +209,7 @@ def test_setup_can_clone_a_repository_instead(bare_env):
 
 
 EXTRA = [
-    "--config.rl.num_steps=2000",
+    "--config.train.steps=2000",
     '--config.note=it\'s "quoted" $HOME `x`',
     "--config.empty=",
     "two words",
@@ -225,7 +225,7 @@ def test_train_starts_the_same_command_on_every_worker(bare_env):
     cmd = remote_command(ssh)
     assert (
         "PERSONA_JAX_DISTRIBUTED=auto nohup .venv/bin/python train.py "
-        "--config=configs/tiny.py --config.workdir=gs://bucket/run1 --config.rl.num_steps=2000 "
+        "--config=configs/tiny.py --config.workdir=gs://bucket/run1 --config.train.steps=2000 "
     ) in cmd
     assert "> logs/train.log 2>&1 < /dev/null &" in cmd
     assert_posix_syntax(cmd)
@@ -363,9 +363,14 @@ def test_worker_snippets_train_report_refuse_and_stop(tmp_path, bare_env):
     log = out["log"].splitlines()
     assert log[0] == "distributed=auto unbuffered=1"
     args = [ln.removeprefix("arg:") for ln in log[1:]]
-    assert args == ["train.py", "--config=configs/patient.py", "--config.workdir=gs://b/r", *EXTRA]
+    assert args == [
+        "train.py",
+        "--config=configs/patient.py:tpu",
+        "--config.workdir=gs://b/r",
+        *EXTRA,
+    ]
     assert out["logs"][0] == 0 and "training running, pid" in out["logs"][1]
-    assert "arg:--config.rl.num_steps=2000" in out["logs"][1]
+    assert "arg:--config.train.steps=2000" in out["logs"][1]
     assert out["again"][0] == 1 and "already running" in out["again"][2]
     assert out["stop"][0] == 0 and "training stopped" in out["stop"][1]
     assert not out["alive"]
@@ -455,7 +460,7 @@ def test_launch_multinode_runs_the_command_it_prints(tmp_path):
         f"{ENV_NUM_PROCESSES}=2",
         f"{ENV_PROCESS_ID}=0",
         "arg:train.py",
-        "arg:--config=configs/patient.py",
+        "arg:--config=configs/patient.py:gpu",
         "arg:--config.workdir=/w",
         "arg:--config.a=1",
     ]
@@ -530,7 +535,7 @@ def test_slurm_one_process_per_node(tmp_path):
         }
         assert t["args"] == [
             "train.py",
-            "--config=configs/patient.py",
+            "--config=configs/patient.py:gpu",
             "--config.workdir=/shared/runs/r1",
             "--config.rl.num_steps=10",
         ]

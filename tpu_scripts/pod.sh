@@ -46,7 +46,7 @@ Options (environment variable in brackets):
                        [TPU_PIP_EXTRAS]
   --remote-dir DIR     project directory on the workers, relative to the home directory
                        (default: persona_jax) [TPU_REMOTE_DIR]
-  --config FILE        train: config file (default: configs/patient.py) [TRAIN_CONFIG]
+  --config FILE        train: config file (default: configs/patient.py:tpu) [TRAIN_CONFIG]
   --workdir URL        train: run directory for checkpoints and logs, shared by all
                        workers, e.g. gs://bucket/runs/patient-1 [TRAIN_WORKDIR] (required)
   --lines N            logs: lines per worker (default: 100)
@@ -138,7 +138,7 @@ REF=${TPU_GIT_REF:-}
 PYTHON=${TPU_PYTHON:-python3.11}
 EXTRAS=${TPU_PIP_EXTRAS:-tpu}
 REMOTE_DIR=${TPU_REMOTE_DIR:-persona_jax}
-CONFIG=${TRAIN_CONFIG:-configs/patient.py}
+CONFIG=${TRAIN_CONFIG:-configs/patient.py:tpu}
 WORKDIR=${TRAIN_WORKDIR:-}
 TAIL_LINES=100
 WORKER=all
