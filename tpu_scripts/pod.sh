@@ -60,7 +60,7 @@ Examples:
   export TPU_NAME=persona-pod TPU_ZONE=us-central2-b
   $PROG create --accelerator v4-32 --spot
   $PROG setup
-  $PROG train --workdir gs://my-bucket/runs/patient-1 -- --config.rl.num_steps=2000
+  $PROG train --workdir gs://my-bucket/runs/patient-1 -- --config.train.steps=2000
   $PROG logs --lines 50
   $PROG delete
 EOF
