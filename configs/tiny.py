@@ -8,6 +8,7 @@ def get_config():
     c.workdir = "runs/tiny"
     c.model.tiny = True
     c.judge.random = True
+    c.judge.eval_path = ""
     c.data.batch_size = 2
     c.episode.num_turns = 2
     c.episode.max_new_tokens = 8

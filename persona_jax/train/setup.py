@@ -105,6 +105,15 @@ def load_policy(c: ConfigDict, tokenizer: Tokenizer) -> tuple[LlamaConfig, Param
     return load_pretrained(_model_dir(c.model.path), dtype=c.model.dtype)
 
 
+def _resolve(path: str) -> str:
+    """A relative path as given, or else relative to the repository (shipped judges)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    in_repo = Path(__file__).resolve().parents[2] / p
+    return str(in_repo) if in_repo.exists() else str(p)
+
+
 def load_judge_for(
     path: str, random: bool, base_cfg: LlamaConfig, base: Params, seed: int, what: str
 ) -> Judge:
@@ -121,6 +130,7 @@ def load_judge_for(
     else:
         if not path:
             raise RunConfigError(f"{what}: no judge path given")
+        path = _resolve(path)
         jcfg, head = load_judge(path)
         check_base(jcfg, base_cfg, f"{what} {path}")
         source = str(path)
