@@ -2,7 +2,7 @@
 
 The three metrics, per dialogue then averaged:
 - prompt_to_line: fraction of the simulated user's lines the judge finds consistent with the
-  persona (P(contradiction) < 0.5);
+  persona (P(contradiction) below the judge's validation-chosen threshold);
 - line_to_line: fraction of lines (from the second on) the judge finds free of conflicts with
   the speaker's earlier lines;
 - qa: fraction of persona probes, asked after each turn, whose keyed option is the policy's
@@ -94,8 +94,10 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
     )
     comps = score_episode(run, run.eval_judge, inputs, out)
     out = to_host(out)
-    p2l_ok = comps["prompt_to_line"] > 0.5  # [T, B]
-    l2l_ok = comps["line_to_line"] > 0.5
+    # comps hold 1 - P(inconsistent); a line is consistent when P(inconsistent) < threshold.
+    judge = run.eval_judge
+    p2l_ok = comps["prompt_to_line"] > 1.0 - judge.threshold_prompt_to_line  # [T, B]
+    l2l_ok = comps["line_to_line"] > 1.0 - judge.threshold_line_to_line
     qa_ok = out.qa_correct
     pol = out.policy
     content = np.asarray(tk.content_mask(pol.mask, pol.lengths, pol.stopped))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ class Judge:
     backbone: Params
     head: dict
     source: str
+    # Decision thresholds on P(inconsistent), chosen on validation when the judge was trained.
+    threshold_prompt_to_line: float = 0.5
+    threshold_line_to_line: float = 0.5
 
 
 @dataclasses.dataclass
@@ -134,8 +138,15 @@ def load_judge_for(
         jcfg, head = load_judge(path)
         check_base(jcfg, base_cfg, f"{what} {path}")
         source = str(path)
+        raw = json.loads((Path(path) / "judge_config.json").read_text())
+        thresholds = (
+            float(raw.get("threshold_prompt_to_line", 0.5)),
+            float(raw.get("threshold_line_to_line", 0.5)),
+        )
     bcfg, backbone = truncate_backbone(base_cfg, base, jcfg.num_layers)
-    return Judge(jcfg, bcfg, backbone, head, source)
+    if random:
+        thresholds = (0.5, 0.5)
+    return Judge(jcfg, bcfg, backbone, head, source, *thresholds)
 
 
 def build_run(c: ConfigDict) -> Run:
