@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
     maybe_initialize(config.distributed)  # before anything touches a device
     workdir = Path(config.workdir)
     if jax.process_index() == 0:
-        print(config.to_yaml() if hasattr(config, "to_yaml") else config)
+        print(config)
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     result = train(config)
