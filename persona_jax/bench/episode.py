@@ -99,16 +99,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--turns", default="2,4,8")
     ap.add_argument("--new_tokens", type=int, default=32)
     ap.add_argument("--model_dir", default="")
+    ap.add_argument(
+        "--model", default="smollm2", help="shape: smollm2 (real asset), tiny, llama-1b"
+    )
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args(argv)
 
     from persona_jax.assets import default_model_dir
+    from persona_jax.bench.shapes import bench_model
     from persona_jax.text.tokenizer import Tokenizer
-    from persona_jax.weights import load_pretrained
 
     model_dir = args.model_dir or str(default_model_dir())
-    cfg, params = load_pretrained(model_dir)
-    tok = Tokenizer.from_pretrained(model_dir)
+    cfg, params = bench_model(args.model, model_dir)
+    tok = Tokenizer.from_pretrained(model_dir if args.model == "smollm2" else default_model_dir())
     chat = ChatFormat.from_tokenizer(tok)
     personas = load_personas("patient", "train")[: args.batch]
     partners = load_partners()

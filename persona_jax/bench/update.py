@@ -23,44 +23,11 @@ import jax
 import numpy as np
 from flax import nnx
 
+from persona_jax.bench.shapes import SHAPES
 from persona_jax.models.llama import Llama, LlamaConfig
 from persona_jax.rl.state import RLConfig, init_train_state
 from persona_jax.rl.update import Batch, update
 
-SHAPES = {
-    "tiny": dict(
-        vocab_size=1024,
-        hidden_size=64,
-        intermediate_size=128,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=16,
-        tie_word_embeddings=True,
-    ),
-    "smollm2": dict(
-        vocab_size=49152,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_layers=30,
-        num_heads=9,
-        num_kv_heads=3,
-        head_dim=64,
-        tie_word_embeddings=True,
-        rope_theta=100000.0,
-    ),
-    "llama-1b": dict(
-        vocab_size=128256,
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_layers=16,
-        num_heads=32,
-        num_kv_heads=8,
-        head_dim=64,
-        tie_word_embeddings=True,
-        rope_theta=500000.0,
-    ),
-}
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16
 
 
