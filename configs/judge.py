@@ -34,7 +34,9 @@ def get_config() -> ConfigDict:
     c.head.epochs = 60
     c.head.patience = 10
     c.head.l2l_weight = 1.0
-    c.sweep_seeds = 3  # heads per variant in the validation sweeps (mean and std reported)
+    # Seeds per judge: their heads are merged into one (exact mean of logits) that ships;
+    # sweeps report each seed (mean ± std) and the merged ensemble, which selection uses.
+    c.ensemble = 5
 
     c.export = ConfigDict()
     # Training personas of the reward judge: "half_a" keeps it disjoint from the evaluation

@@ -128,25 +128,25 @@ def tokenize_judge_record(
 
     `record["history"]` is a sequence of (is_self, text) pairs, oldest first; only the last
     `max_history_lines` are considered (the RL step shows the judge a fixed window too).
+    A label that is None (the 70B judge gave no readable verdict) becomes -1, which the
+    judge-training losses mask out. `persona_start:persona_end` is the kept persona's span.
     """
     lines = list(record["history"])
     if max_history_lines is not None:
         lines = lines[len(lines) - max_history_lines :] if max_history_lines > 0 else []
     history = [template.history_line(bool(s), tokenizer.encode(t.strip())) for s, t in lines]
-    built = build_judge_input(
-        template,
-        tokenizer.encode(record["persona"]),
-        history,
-        tokenizer.encode(record["line"]),
-        max_len,
-    )
+    persona = tokenizer.encode(record["persona"])
+    built = build_judge_input(template, persona, history, tokenizer.encode(record["line"]), max_len)
+    label = lambda v: -1 if v is None else int(v)
     return {
         "ids": np.asarray(built.ids, np.int32),
         "line_start": built.line_start,
         "line_end": built.line_end,
+        "persona_start": len(template.persona_header),
+        "persona_end": len(template.persona_header) + len(persona) - built.persona_cut,
         "dropped_history": built.dropped_history,
-        "label_p2l": int(record["label_p2l"]),
-        "label_l2l": int(record["label_l2l"]),
+        "label_p2l": label(record["label_p2l"]),
+        "label_l2l": label(record["label_l2l"]),
     }
 
 

@@ -73,9 +73,13 @@ def features(
     return jnp.concatenate([line_mean, last], axis=-1)
 
 
-def init_head(cfg: JudgeConfig, rng: jax.Array) -> dict[str, jax.Array]:
+def init_head(
+    cfg: JudgeConfig, rng: jax.Array, feature_size: int | None = None
+) -> dict[str, jax.Array]:
+    """A fresh head; `feature_size` overrides `cfg.feature_size` (heads over other poolings
+    tried in training sweeps, which `features` does not compute on device)."""
     k1, k2 = jax.random.split(rng)
-    f = cfg.feature_size
+    f = cfg.feature_size if feature_size is None else feature_size
     return {
         "norm_scale": jnp.ones((f,), jnp.float32),
         "norm_bias": jnp.zeros((f,), jnp.float32),
@@ -87,7 +91,14 @@ def init_head(cfg: JudgeConfig, rng: jax.Array) -> dict[str, jax.Array]:
 
 
 def head_logits(head: dict[str, jax.Array], feats: jax.Array) -> jax.Array:
-    """[B, 2] logits of P(inconsistent) for prompt-to-line and line-to-line."""
+    """[B, 2] logits of P(inconsistent) for prompt-to-line and line-to-line.
+
+    A head may carry `feat_mean`/`feat_inv_std` (fitted on its training features): a few
+    hidden dimensions of the base carry offsets ~100x the median magnitude, and z-scoring
+    every dimension first keeps them from dominating the row normalisation.
+    """
+    if "feat_mean" in head:
+        feats = (feats - head["feat_mean"]) * head["feat_inv_std"]
     mu = jnp.mean(feats, axis=-1, keepdims=True)
     var = jnp.var(feats, axis=-1, keepdims=True)
     x = (feats - mu) * jax.lax.rsqrt(var + 1e-6) * head["norm_scale"] + head["norm_bias"]
