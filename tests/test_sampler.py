@@ -390,3 +390,27 @@ def test_tokenizer_errors(tmp_path):
         Tokenizer.from_pretrained(tmp_path)
     with pytest.raises(TokenizerError, match="not a directory"):
         Tokenizer.from_pretrained(tmp_path / "missing")
+
+
+# ------------------------------------------------------------------ benchmark CLI
+
+
+def test_bench_cli_end_to_end_on_a_tiny_model(tmp_path, model, capsys):
+    import json
+
+    from persona_jax.bench.__main__ import main
+    from persona_jax.weights import save_pretrained
+
+    config, params = model
+    save_pretrained(config, params, tmp_path / "tiny")
+    argv = ["sampler", "--model_dir", str(tmp_path / "tiny"), "--batch", "2"]
+    argv += ["--prompt_len", "5", "--new_tokens", "3", "--repeats", "1"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["batch"] == 2 and result["new_tokens"] == 3 and result["prompt_len"] == 5
+    assert result["ours_tok_s"] > 0 and result["baseline_tok_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["ours_tok_s"] / result["baseline_tok_s"], rel=1e-2
+    )
+    assert result["token_agreement"] == 1.0  # same weights, greedy, no near-ties here
+    assert main(["nonsense"]) == 2

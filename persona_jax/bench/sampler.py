@@ -6,10 +6,11 @@
 Both sides decode greedily with a KV cache and produce exactly `new_tokens` tokens per row
 (stop ids disabled for ours, `min_new_tokens` for transformers), from the same weights and
 the same random prompts. Tokens/s = batch * new_tokens / wall seconds of the whole call
-(prefill + decode), after a warm-up call that pays for compilation. The best of `repeats`
-runs is the headline figure (the least disturbed by other processes on a shared machine);
-medians are reported too. Our prefill/decode split is timed separately with the jitted
-building blocks. The last line of output is one JSON object.
+(prefill + decode), after a warm-up call that pays for compilation. Timed runs of the two
+sides alternate, so both see the same background load; the best of `repeats` runs is the
+headline figure (the least disturbed by other processes on a shared machine), medians and
+process CPU seconds are reported too. Our prefill/decode split is timed separately with the
+jitted building blocks. The last line of output is one JSON object.
 """
 
 from __future__ import annotations
@@ -30,15 +31,19 @@ from persona_jax.models.llama.model import init_cache
 from persona_jax.sampling import Sampler, SamplingParams, decode_jit, decode_slots, prefill_jit
 
 
-def _timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    """Wall seconds of `repeats` calls after one warm-up call; the last result."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+class Timings:
+    """Wall and process-CPU seconds of repeated runs of one side of the comparison."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fn()
-        times.append(time.perf_counter() - t0)
-    return times, result
+        self.wall.append(time.perf_counter() - t0)
+        self.cpu.append(time.process_time() - c0)
+        return result
 
 
 def _device() -> str:
@@ -46,22 +51,33 @@ def _device() -> str:
     return f"{d.platform}:{d.device_kind}"
 
 
-def bench_ours(config, params, prompts: np.ndarray, new_tokens: int, repeats: int) -> dict:
-    batch, prompt_len = prompts.shape
+def ours_runner(config, params, prompts: np.ndarray, new_tokens: int) -> Callable[[], list]:
+    """One end-to-end `Sampler.generate` call per invocation; returns the generated ids."""
     sp = SamplingParams(temperature=0.0, max_new_tokens=new_tokens, stop_ids=())
     sampler = Sampler(config, params)
     rows = prompts.tolist()
-    times, gen = _timed(lambda: sampler.generate(rows, sp), repeats)
-    assert all(len(t) == new_tokens for t in gen.tokens)
 
-    # Prefill / decode split with the building blocks (same shapes as the sampler's call).
+    def run() -> list:
+        gen = sampler.generate(rows, sp)
+        assert all(len(t) == new_tokens for t in gen.tokens)
+        return gen.tokens
+
+    return run
+
+
+def ours_split(config, params, prompts: np.ndarray, new_tokens: int, repeats: int) -> dict:
+    """Best prefill and decode seconds, timed apart with the jitted building blocks."""
+    batch, prompt_len = prompts.shape
+    sp = SamplingParams(temperature=0.0, max_new_tokens=new_tokens, stop_ids=())
     tokens = jax.numpy.asarray(prompts, jax.numpy.int32)
     slots = prompt_len + decode_slots(new_tokens, commit_last=False)
     split: dict[str, list[float]] = {"prefill": [], "decode": []}
     for i in range(repeats + 1):
         cache = jax.block_until_ready(init_cache(config, batch, slots))
         t0 = time.perf_counter()
-        cache, logits = jax.block_until_ready(prefill_jit(config, params, cache, tokens))
+        cache, logits = jax.block_until_ready(
+            prefill_jit(config, params, cache, tokens, fresh=True)
+        )
         t1 = time.perf_counter()
         out = decode_jit(config, params, cache, logits, jax.random.key(0), sp, commit_last=False)
         jax.block_until_ready(out)
@@ -69,18 +85,11 @@ def bench_ours(config, params, prompts: np.ndarray, new_tokens: int, repeats: in
         if i:  # the first round compiles
             split["prefill"].append(t1 - t0)
             split["decode"].append(t2 - t1)
-    prefill_s, decode_s = min(split["prefill"]), min(split["decode"])
-    return {
-        "tokens": gen.tokens,
-        "times": times,
-        "prefill_s": prefill_s,
-        "decode_s": decode_s,
-        "decode_tok_s": batch * new_tokens / decode_s,
-        "compilations": sampler.num_compilations,
-    }
+    return {"prefill_s": min(split["prefill"]), "decode_s": min(split["decode"])}
 
 
-def bench_transformers(model_dir: Path, prompts: np.ndarray, new_tokens: int, repeats: int):
+def transformers_runner(model_dir: Path, prompts: np.ndarray, new_tokens: int):
+    """One transformers `generate` call (greedy, KV cache, exactly new_tokens) per invocation."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -88,9 +97,9 @@ def bench_transformers(model_dir: Path, prompts: np.ndarray, new_tokens: int, re
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     ids = torch.as_tensor(prompts, dtype=torch.long)
 
-    def run():
+    def run() -> list:
         with torch.no_grad():
-            return model.generate(
+            out = model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=new_tokens,
@@ -99,9 +108,9 @@ def bench_transformers(model_dir: Path, prompts: np.ndarray, new_tokens: int, re
                 use_cache=True,
                 pad_token_id=0,
             )
+        return out[:, prompts.shape[1] :].tolist()
 
-    times, out = _timed(run, repeats)
-    return {"tokens": out[:, prompts.shape[1] :].tolist(), "times": times}
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,44 +135,62 @@ def main(argv: list[str] | None = None) -> int:
     config, params = load_pretrained(args.model_dir)
     # Random ordinary tokens (ids above the special tokens), the same for both sides.
     rng = np.random.default_rng(args.seed)
-    prompts = rng.integers(100, config.vocab_size, (args.batch, args.prompt_len), np.int32)
+    low = min(100, config.vocab_size // 2)
+    prompts = rng.integers(low, config.vocab_size, (args.batch, args.prompt_len), np.int32)
     n_tok = args.batch * args.new_tokens
     settings = dict(batch=args.batch, prompt_len=args.prompt_len, new_tokens=args.new_tokens)
     print(f"sampler benchmark {settings} repeats={args.repeats} device={_device()}")
 
-    ours = bench_ours(config, params, prompts, args.new_tokens, args.repeats)
-    ours_tok_s = n_tok / min(ours["times"])
+    # Warm up both sides, then alternate their timed runs so that both see the same load
+    # from other processes (on a shared machine it changes by the minute).
+    sides: dict[str, Callable[[], list]] = {
+        "ours": ours_runner(config, params, prompts, args.new_tokens)
+    }
+    if args.baseline == "transformers":
+        sides["baseline"] = transformers_runner(args.model_dir, prompts, args.new_tokens)
+    timings = {name: Timings() for name in sides}
+    outputs = {name: fn() for name, fn in sides.items()}  # warm-up (compilation)
+    for _ in range(args.repeats):
+        for name, fn in sides.items():
+            outputs[name] = timings[name].run(fn)
+    split = ours_split(config, params, prompts, args.new_tokens, args.repeats)
+
+    def tok_s(name: str, stat=min) -> float:
+        return n_tok / stat(timings[name].wall)
+
+    decode_tok_s = n_tok / split["decode_s"]
     print(
-        f"ours:     {ours_tok_s:8.1f} tok/s (best of {args.repeats}; median "
-        f"{n_tok / statistics.median(ours['times']):.1f}); prefill {ours['prefill_s']:.3f}s, "
-        f"decode {ours['decode_s']:.3f}s = {ours['decode_tok_s']:.1f} decode tok/s"
+        f"ours:     {tok_s('ours'):8.1f} tok/s (best of {args.repeats}; median "
+        f"{tok_s('ours', statistics.median):.1f}); prefill {split['prefill_s']:.3f}s, "
+        f"decode {split['decode_s']:.3f}s = {decode_tok_s:.1f} decode tok/s"
     )
     result: dict[str, Any] = {
         "bench": "sampler",
-        "ours_tok_s": round(ours_tok_s, 2),
-        "ours_tok_s_median": round(n_tok / statistics.median(ours["times"]), 2),
-        "ours_prefill_s": round(ours["prefill_s"], 4),
-        "ours_decode_s": round(ours["decode_s"], 4),
-        "ours_decode_tok_s": round(ours["decode_tok_s"], 2),
+        "ours_tok_s": round(tok_s("ours"), 2),
         "baseline_tok_s": None,
         "ratio": None,
         **settings,
-        "repeats": args.repeats,
         "device": _device(),
+        "ours_tok_s_median": round(tok_s("ours", statistics.median), 2),
+        "ours_prefill_s": round(split["prefill_s"], 4),
+        "ours_decode_s": round(split["decode_s"], 4),
+        "ours_decode_tok_s": round(decode_tok_s, 2),
+        "ours_cpu_s": round(min(timings["ours"].cpu), 3),
+        "repeats": args.repeats,
     }
-    if args.baseline == "transformers":
-        base = bench_transformers(args.model_dir, prompts, args.new_tokens, args.repeats)
-        base_tok_s = n_tok / min(base["times"])
-        agree = float(np.mean(np.asarray(ours["tokens"]) == np.asarray(base["tokens"])))
+    if "baseline" in sides:
+        agree = float(np.mean(np.asarray(outputs["ours"]) == np.asarray(outputs["baseline"])))
+        ratio = tok_s("ours") / tok_s("baseline")
         print(
-            f"baseline: {base_tok_s:8.1f} tok/s (transformers generate, torch CPU, "
-            f"{os.cpu_count()} threads; median {n_tok / statistics.median(base['times']):.1f})"
+            f"baseline: {tok_s('baseline'):8.1f} tok/s (transformers generate, torch CPU, "
+            f"{os.cpu_count()} threads; median {tok_s('baseline', statistics.median):.1f})"
         )
-        print(f"ratio:    {ours_tok_s / base_tok_s:.2f}x; greedy token agreement {agree:.3f}")
+        print(f"ratio:    {ratio:.2f}x; greedy token agreement {agree:.3f}")
         result.update(
-            baseline_tok_s=round(base_tok_s, 2),
-            baseline_tok_s_median=round(n_tok / statistics.median(base["times"]), 2),
-            ratio=round(ours_tok_s / base_tok_s, 3),
+            baseline_tok_s=round(tok_s("baseline"), 2),
+            ratio=round(ratio, 3),
+            baseline_tok_s_median=round(tok_s("baseline", statistics.median), 2),
+            baseline_cpu_s=round(min(timings["baseline"].cpu), 3),
             baseline_device="cpu",
             torch_threads=os.cpu_count(),
             token_agreement=round(agree, 4),
