@@ -41,8 +41,10 @@ def add_judges(c: ConfigDict) -> None:
             model="",  # the served model's name (with base_url)
             api_key_env="OPENAI_API_KEY",  # the variable holding the key (its value is never saved)
             batch_size=8,  # local judge: prompts per sampler call
+            max_batch_tokens=16384,  # local judge: rows x longest prompt per sampler call
             max_new_tokens=160,
             history_lines=8,  # prompt-to-line: conversation lines shown before the judged line
+            max_earlier_lines=8,  # line-to-line: the speaker's last earlier lines shown (0: all)
             max_concurrency=8,  # server judge: requests in flight
             timeout_s=120.0,
         )

@@ -1,0 +1,273 @@
+"""Judge cost: the distilled judge against the local LLM judge, prompt-to-line, lines/s.
+
+    python -m persona_jax.bench judge [--lines 64] [--model smollm2|tiny|PATH]
+        [--judge_dir DIR] [--batch 32] [--llm_batch 8] [--max_new_tokens 160]
+
+Both judges read the same lines on the same device in the same run: by default lines of the
+release's held-out test split (``$PERSONA_JAX_CONSISTENT_LLMS_DIR``), or, without the data,
+lines made from the persona bank. Each side is timed from text to verdict after a warm-up
+that compiles every shape the timed pass uses (the LLM's warm-up runs one batch per distinct
+(batch, prompt length) shape; the timed pass must trigger no compilation, which is checked).
+
+- distilled: tokenise with the judge layout, sort by length, jitted forward per batch of
+  ``--batch`` (best of ``--repeats``); also reported from token ids alone, which is how the
+  RL step uses it;
+- LLM: the project's chat prompt, the base model generating greedily with our sampler,
+  ``--llm_batch`` prompts per call, up to ``--max_new_tokens`` tokens, output parsed
+  strictly (one timed pass: it is the slow side).
+
+Without a shipped judge (or with ``--model tiny``) the distilled side runs a random head of
+the shipped architecture: its speed is the judge's, its verdicts mean nothing, and the output
+says so. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+
+import persona_jax
+from persona_jax.evaluation.lines import LineContext
+
+TARGET_RATIO = 100.0
+SHIPPED_DIR = Path(persona_jax.__file__).resolve().parent / "judges" / "shipped"
+
+
+def _device() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{d.device_kind}"
+
+
+def released_lines(n: int, seed: int) -> tuple[list[LineContext], str] | None:
+    """``n`` prompt-to-line lines of the release's test split, or None without the data."""
+    from persona_jax.data.paths import consistent_llms_dir
+    from persona_jax.evaluation.agreement import load_labelled, sample_lines
+
+    root = consistent_llms_dir()
+    if not root.is_dir():
+        return None
+    lines, _ = load_labelled(root, split="test")
+    lines = sample_lines([x for x in lines if x.label_p2l is not None], n, seed)
+    return [x.context for x in lines], f"release test split ({root})"
+
+
+def bank_lines(n: int) -> tuple[list[LineContext], str]:
+    """Lines made from the persona bank (no released data needed): each held-out persona
+    with a sentence of another persona's description as its line, after the partner's
+    opening."""
+    from persona_jax.data.persona_bank import ROLES, load_partners, load_personas
+
+    partners = load_partners()
+    personas = [p for role in ROLES for p in load_personas(role, "eval")]
+    out = []
+    for k in range(n):
+        p, other = personas[k % len(personas)], personas[(k + 1) % len(personas)]
+        sentences = [s.strip() for s in other.description.split(".") if s.strip()]
+        line = sentences[k // len(personas) % len(sentences)] + "."
+        spec = partners[p.role]
+        opening = spec.opening_lines[k % len(spec.opening_lines)].replace("{topic}", "fractions")
+        out.append(
+            LineContext(
+                persona=p.description,
+                roles={1: spec.partner, 2: p.role},
+                speakers=(1, 2),
+                texts=(opening, line),
+            )
+        )
+    return out, "persona bank (no released data found)"
+
+
+def _load(model: str, judge_dir: str | None, seed: int):
+    """(base, judge, head_note): the base model and the distilled judge over it."""
+    from persona_jax.evaluation.factory import load_base
+    from persona_jax.judges.distilled import (
+        JudgeConfig,
+        check_base,
+        init_head,
+        load_judge,
+        truncate_backbone,
+    )
+    from persona_jax.train.setup import Judge
+
+    base = load_base("" if model in ("smollm2", "tiny") else model, tiny=model == "tiny", seed=seed)
+    path = Path(judge_dir) if judge_dir else SHIPPED_DIR
+    note = ""
+    if (path / "judge_config.json").is_file():
+        jcfg, head = load_judge(path)
+        try:
+            check_base(jcfg, base.config, f"judge {path}")
+            source = str(path)
+        except ValueError as err:
+            if judge_dir:
+                raise
+            jcfg, head, note = None, None, f"shipped judge does not fit this model ({err})"
+    elif judge_dir:
+        raise FileNotFoundError(f"--judge_dir {judge_dir}: no judge_config.json there")
+    else:
+        jcfg, head, note = None, None, f"no shipped judge at {path}"
+    if jcfg is None:
+        default = JudgeConfig()
+        jcfg = JudgeConfig(
+            num_layers=min(default.num_layers, base.config.num_layers),
+            hidden=default.hidden,
+            max_len=default.max_len,
+            max_history_lines=default.max_history_lines,
+            base_model="random",
+            base_vocab_size=base.config.vocab_size,
+            base_hidden_size=base.config.hidden_size,
+        )
+        head = init_head(jcfg, jax.random.key(seed))
+        source = "random head"
+        note = f"RANDOM HEAD of the shipped architecture: {note}; speed only, verdicts meaningless"
+    bcfg, backbone = truncate_backbone(base.config, base.params, jcfg.num_layers)
+    return base, Judge(jcfg, bcfg, backbone, head, source), note
+
+
+def _best(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: compiles every shape
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_distilled(judge, contexts: list[LineContext], repeats: int) -> dict[str, float]:
+    n = len(contexts)
+    ask, no = [True] * n, [False] * n
+    text_s = _best(lambda: judge.judge(contexts, ask, no), repeats)
+    examples = judge.tokenize(contexts)
+    ids_s = _best(lambda: judge.probs_of_tokenized(examples), repeats)
+    return {"text_lines_s": n / text_s, "ids_lines_s": n / ids_s, "seconds": text_s}
+
+
+def bench_llm(
+    llm, sampler, contexts: list[LineContext], batch: int, max_batch_tokens: int
+) -> dict[str, Any]:
+    """One timed pass after a warm-up that compiles each (batch, prompt length) shape once."""
+    from persona_jax.evaluation.judging import token_budget_groups
+    from persona_jax.judges.prompts import prompt_to_line_messages
+    from persona_jax.sampling import batch_bucket, bucket_for
+
+    n = len(contexts)
+    _, items = llm.prompt_to_line_requests(contexts, [True] * n)
+    messages = [prompt_to_line_messages(it.persona, it.role, it.line, it.history) for it in items]
+    lengths = [len(sampler.tokenizer.apply_chat_template(m)) for m in messages]
+    shapes: dict[tuple[int, int], list] = {}
+    for start in range(0, n, batch):  # the LocalBackend's chunks, then the budget's groups
+        chunk = list(range(start, min(start + batch, n)))
+        for group in token_budget_groups([lengths[i] for i in chunk], max_batch_tokens):
+            rows = [chunk[g] for g in group]
+            key = (
+                batch_bucket(len(rows), sampler.batch_buckets),
+                bucket_for(max(lengths[i] for i in rows), sampler.prompt_buckets),
+            )
+            shapes.setdefault(key, [messages[i] for i in rows])
+    generate = llm.llm.backend.generate_fn
+    for chunk in shapes.values():
+        generate(chunk)
+    compiled = sampler.num_compilations
+    t0 = time.perf_counter()
+    verdicts = llm.judge(contexts, [True] * n, [False] * n)
+    seconds = time.perf_counter() - t0
+    unparsed = sum(v.p2l_unparsed for v in verdicts)
+    return {
+        "lines_s": n / seconds,
+        "seconds": seconds,
+        "unparsed": unparsed,
+        "warmup_shapes": len(shapes),
+        "compilations_in_timed_pass": sampler.num_compilations - compiled,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m persona_jax.bench judge")
+    parser.add_argument("--lines", type=int, default=64)
+    parser.add_argument(
+        "--model", default="smollm2", help="smollm2 (default asset), tiny (random), or a path"
+    )
+    parser.add_argument("--judge_dir", default=None, help="default: the shipped judge")
+    parser.add_argument("--batch", type=int, default=32, help="distilled judge batch")
+    parser.add_argument("--llm_batch", type=int, default=8, help="LLM judge prompts per call")
+    parser.add_argument("--max_new_tokens", type=int, default=160)
+    parser.add_argument("--max_batch_tokens", type=int, default=16384)
+    parser.add_argument("--history_lines", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3, help="distilled timed runs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if min(args.lines, args.batch, args.llm_batch, args.max_new_tokens, args.repeats) < 1:
+        parser.error("--lines, --batch, --llm_batch, --max_new_tokens, --repeats must be >= 1")
+
+    from persona_jax.evaluation.judging import (
+        DistilledLineJudge,
+        LLMLineJudge,
+        judge_thresholds,
+        local_generate_fn,
+    )
+    from persona_jax.judges.llm import LocalBackend
+    from persona_jax.sampling import Sampler
+
+    found = released_lines(args.lines, args.seed)
+    contexts, origin = found if found is not None else bank_lines(args.lines)
+    base, judge, note = _load(args.model, args.judge_dir, args.seed)
+    thresholds = judge_thresholds(None if note else judge.source)
+    distilled = DistilledLineJudge(judge, base.tokenizer, thresholds, batch_size=args.batch)
+    sampler = Sampler(base.config, base.params, base.tokenizer)
+    generate = local_generate_fn(sampler, args.max_new_tokens, args.max_batch_tokens)
+    backend = LocalBackend(generate, args.llm_batch)
+    llm = LLMLineJudge(backend, {"kind": "local", "model": base.description}, args.history_lines)
+
+    print(
+        f"judge benchmark: {len(contexts)} prompt-to-line lines from {origin}; "
+        f"model {base.description}; device {_device()}"
+    )
+    print(
+        f"distilled judge: {judge.source}, {judge.cfg.num_layers} base layers, batch {args.batch}"
+    )
+    if note:
+        print(f"note: {note}")
+    d = bench_distilled(distilled, contexts, args.repeats)
+    print(
+        f"distilled: {d['text_lines_s']:10.1f} lines/s from text (best of {args.repeats}); "
+        f"{d['ids_lines_s']:.1f} lines/s from token ids (as in the RL step)"
+    )
+    g = bench_llm(llm, sampler, contexts, args.llm_batch, args.max_batch_tokens)
+    print(
+        f"LLM judge: {g['lines_s']:10.3f} lines/s (greedy, batch {args.llm_batch}, <= "
+        f"{args.max_new_tokens} new tokens; {g['unparsed']}/{len(contexts)} unreadable; "
+        f"{g['compilations_in_timed_pass']} compilations in the timed pass)"
+    )
+    ratio = d["text_lines_s"] / g["lines_s"]
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(f"ratio:     {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x: {verdict})")
+    result = {
+        "bench": "judge",
+        "lines": len(contexts),
+        "lines_from": origin,
+        "model": base.description,
+        "device": _device(),
+        "distilled_judge": judge.source,
+        "random_head": bool(note),
+        "distilled_lines_s": round(d["text_lines_s"], 2),
+        "distilled_ids_lines_s": round(d["ids_lines_s"], 2),
+        "llm_lines_s": round(g["lines_s"], 4),
+        "llm_unparsed": g["unparsed"],
+        "llm_compilations_in_timed_pass": g["compilations_in_timed_pass"],
+        "ratio": round(ratio, 2),
+        "target_ratio": TARGET_RATIO,
+        "target_met": bool(ratio >= TARGET_RATIO),
+        "batch": args.batch,
+        "llm_batch": args.llm_batch,
+        "max_new_tokens": args.max_new_tokens,
+        "max_batch_tokens": args.max_batch_tokens,
+        "repeats": args.repeats,
+    }
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,45 @@
+"""`python -m persona_jax.bench judge` at tiny sizes: both judges timed on the same lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from persona_jax.bench import judge as bench
+
+
+def _asset_or_skip() -> None:
+    from persona_jax.assets import AssetError, default_model_dir
+
+    try:
+        default_model_dir()
+    except AssetError as err:
+        pytest.skip(f"the tiny model borrows the asset's tokenizer: {err}")
+
+
+def test_bank_lines_need_no_released_data() -> None:
+    contexts, origin = bench.bank_lines(7)
+    assert len(contexts) == 7 and "persona bank" in origin
+    for c in contexts:
+        assert c.persona.strip() and c.line.strip() and c.speaker == 2
+        assert c.persona not in c.line  # the line comes from another persona
+
+
+def test_bench_judge_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    _asset_or_skip()
+    argv = ["--model", "tiny", "--lines", "5", "--batch", "2", "--llm_batch", "2"]
+    argv += ["--max_new_tokens", "4", "--repeats", "1"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert result["bench"] == "judge" and result["lines"] == 5
+    assert result["random_head"] is True
+    assert any("RANDOM HEAD" in line for line in out)
+    assert result["distilled_lines_s"] > 0 and result["llm_lines_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["distilled_lines_s"] / result["llm_lines_s"], rel=1e-2
+    )
+    # The warm-up compiled every shape the timed LLM pass used.
+    assert result["llm_compilations_in_timed_pass"] == 0
+    assert result["target_met"] == (result["ratio"] >= 100)
