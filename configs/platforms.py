@@ -21,7 +21,7 @@ def apply_platform(c: ConfigDict, platform: str) -> ConfigDict:
         c.episode.max_new_tokens = 32
         c.episode.partner_max_new_tokens = 32
         c.train.steps = 60
-        c.train.max_minutes = 21.0
+        c.train.max_minutes = 18.0
         c.train.save_every = 2
         c.eval.num_personas = 10
         c.eval.num_turns = 3

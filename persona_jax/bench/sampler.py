@@ -94,8 +94,10 @@ def transformers_runner(model_dir: Path, prompts: np.ndarray, new_tokens: int):
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(os.cpu_count() or 1)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    ids = torch.as_tensor(prompts, dtype=torch.long)
+    model = model.to(device)
+    ids = torch.as_tensor(prompts, dtype=torch.long, device=device)
 
     def run() -> list:
         with torch.no_grad():
@@ -108,6 +110,8 @@ def transformers_runner(model_dir: Path, prompts: np.ndarray, new_tokens: int):
                 use_cache=True,
                 pad_token_id=0,
             )
+        if device == "cuda":
+            torch.cuda.synchronize()
         return out[:, prompts.shape[1] :].tolist()
 
     return run
@@ -119,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt_len", type=int, default=128)
     parser.add_argument("--new_tokens", type=int, default=64)
     parser.add_argument("--model_dir", type=Path, default=None, help="default: the SmolLM2 asset")
+    parser.add_argument(
+        "--model",
+        default="smollm2",
+        help="shape: smollm2 (the real asset or --model_dir), tiny, llama-1b (random weights)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
     parser.add_argument("--baseline", choices=("transformers", "none"), default="transformers")
     parser.add_argument("--seed", type=int, default=0)
@@ -128,17 +137,31 @@ def main(argv: list[str] | None = None) -> int:
 
     from persona_jax.weights import load_pretrained
 
-    if args.model_dir is None:
+    if args.model != "smollm2":
+        # Random weights of a shape: written once as a HF directory so that transformers
+        # generates from exactly the same weights.
+        import tempfile
+
+        from persona_jax.bench.shapes import bench_model
+        from persona_jax.weights import save_pretrained
+
+        config, params = bench_model(args.model, real=False)
+        args.model_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.model}-")) / "hf"
+        save_pretrained(config, params, args.model_dir)
+    elif args.model_dir is None:
         from persona_jax.assets import default_model_dir
 
         args.model_dir = default_model_dir()
-    config, params = load_pretrained(args.model_dir)
+    if args.model == "smollm2":
+        config, params = load_pretrained(args.model_dir)
     # Random ordinary tokens (ids above the special tokens), the same for both sides.
     rng = np.random.default_rng(args.seed)
     low = min(100, config.vocab_size // 2)
     prompts = rng.integers(low, config.vocab_size, (args.batch, args.prompt_len), np.int32)
     n_tok = args.batch * args.new_tokens
-    settings = dict(batch=args.batch, prompt_len=args.prompt_len, new_tokens=args.new_tokens)
+    settings = dict(
+        model=args.model, batch=args.batch, prompt_len=args.prompt_len, new_tokens=args.new_tokens
+    )
     print(f"sampler benchmark {settings} repeats={args.repeats} device={_device()}")
 
     # Warm up both sides, then alternate their timed runs so that both see the same load
