@@ -26,7 +26,7 @@ def test_episode_bench_matches_token_counts(capsys):
         "--batch",
         "2",
         "--turns",
-        "1,2",
+        "2",
         "--new_tokens",
         "4",
         "--repeats",
