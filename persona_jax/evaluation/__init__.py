@@ -7,5 +7,6 @@
 - `scoring` / `report`: the three metrics per dialogue speaker, means with confidence
   intervals, markdown and plots;
 - `agreement`: a judge against the release's stored verdicts (kappa, accuracy, F1);
+- `sources` / `factory`: models (HF dir, GGUF, train.py run) and judges built from configs;
 - `run`: the two jobs of `evaluate.py`.
 """

@@ -114,7 +114,7 @@ class DistilledLineJudge:
 
     Examples are sorted by length and cut into batches of ``batch_size`` (the last padded
     with copies, so every call has a fixed batch and one of a few lengths: a handful of
-    compilations for a whole evaluation).
+    compilations for a whole evaluation; a call with fewer lines uses the next power of two).
     """
 
     name = "distilled"
@@ -163,10 +163,12 @@ class DistilledLineJudge:
             return out
         order = sorted(range(n), key=lambda i: len(examples[i]["ids"]))
         j = self.judge_
-        for start in range(0, n, self.batch_size):
-            rows = order[start : start + self.batch_size]
+        # A call with few lines runs a smaller power-of-two batch instead of mostly padding.
+        size = min(self.batch_size, 1 << (n - 1).bit_length())
+        for start in range(0, n, size):
+            rows = order[start : start + size]
             batch = [examples[i] for i in rows]
-            batch += [batch[0]] * (self.batch_size - len(batch))
+            batch += [batch[0]] * (size - len(batch))
             arrays = pad_judge_batch(batch, self.buckets, self.tokenizer.pad_id)
             probs = self._probs(
                 j.backbone, j.head, arrays["input_ids"], arrays["attention_mask"],

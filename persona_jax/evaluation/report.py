@@ -143,7 +143,7 @@ def markdown_metrics(results: Mapping[str, Any]) -> str:
         "# Consistency evaluation",
         "",
         f"- dialogues: {results['num_dialogues']} ({results['origin']})",
-        f"- judge: {results['judge']['kind']} ({results['judge_summary']})",
+        f"- judge: {results['judge_name']} ({results['judge_summary']})",
         f"- intervals: {results['ci_method']}",
         f"- Q&A outcomes: {results.get('qa_source') or 'none'}",
         "",
@@ -173,7 +173,7 @@ def markdown_agreement(results: Mapping[str, Any]) -> str:
     lines = [
         "# Judge agreement with the stored verdicts",
         "",
-        f"- judge: {results['judge']['kind']} ({results['judge_summary']})",
+        f"- judge: {results['judge_name']} ({results['judge_summary']})",
         f"- split: {results['split']}; lines: {results['n_lines']}",
         f"- excluded sources: {', '.join(results['excluded_sources']) or 'none'}",
         "",

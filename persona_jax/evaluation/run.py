@@ -171,6 +171,7 @@ def run_metrics(c: ConfigDict) -> dict[str, Any]:
         "num_dialogues": len(dialogues),
         "num_speakers_scored": len(units),
         "num_lines_judged": n_lines,
+        "judge_name": judge.name,
         "judge": judge.describe(),
         "judge_summary": judge_summary(judge),
         "judge_seconds": judge_s,
@@ -190,7 +191,8 @@ def run_metrics(c: ConfigDict) -> dict[str, Any]:
     return clean(
         {
             "output_dir": str(out),
-            "judge": judge.describe()["kind"],
+            "judge": judge.name,
+            "judge_backend": judge.describe()["kind"],
             "num_dialogues": len(dialogues),
             "num_lines_judged": n_lines,
             **{m: headline.get(m) for m in DEFINITIONS},
@@ -243,6 +245,7 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
             "validation; only the test split measures it fairly"
         )
     results = {
+        "judge_name": judge.name,
         "judge": judge.describe(),
         "judge_summary": judge_summary(judge),
         "data_dir": str(root),
@@ -276,7 +279,8 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
     return clean(
         {
             "output_dir": str(out),
-            "judge": judge.describe()["kind"],
+            "judge": judge.name,
+            "judge_backend": judge.describe()["kind"],
             "split": c.split,
             "kappa_prompt_to_line": p2l["kappa"],
             "kappa_line_to_line": l2l["kappa"],
