@@ -42,7 +42,17 @@ def main(argv: list[str]) -> None:
 def before_after_table(result: dict) -> str:
     """The three metrics (and the degeneration guards) before and after training."""
     before, after = result.get("before") or {}, result.get("after") or {}
-    keys = ["prompt_to_line", "line_to_line", "qa", "mean_length", "distinct_2", "persona_copy"]
+    keys = [
+        "prompt_to_line",
+        "p_inconsistent",
+        "line_to_line",
+        "qa",
+        "mean_length",
+        "distinct_2",
+        "persona_copy",
+        "reward_judge_prompt_to_line",
+        "reward_judge_p_inconsistent",
+    ]
     rows = ["| metric | before | after |", "| --- | --- | --- |"]
     fmt = lambda d, k: f"{d[k]:.3f}" if k in d else "-"
     rows += [f"| {k} | {fmt(before, k)} | {fmt(after, k)} |" for k in keys]

@@ -75,7 +75,7 @@ def get_base_config() -> ConfigDict:
     c.rl.adaptive_kl = False
     c.rl.kl_target = 0.05
     c.rl.kl_horizon = 1000.0
-    c.rl.kl_budget = 5.0  # evaluation flags a run whose mean episode KL exceeds this
+    c.rl.kl_budget = 5.0  # the result says whether the last steps' mean episode KL stays within it
     c.rl.whiten_advantages = True
     c.rl.recompute_old_logprobs = False  # True: a fresh forward instead of the sampler's
     c.rl.epochs = 1
@@ -98,6 +98,7 @@ def get_base_config() -> ConfigDict:
     c.eval.num_personas = 10  # held-out personas (eval split) per evaluation
     c.eval.num_turns = 4
     c.eval.temperature = 0.0  # greedy evaluation dialogues
+    c.eval.samples_per_persona = 1  # dialogues per persona (use > 1 with temperature > 0)
     c.eval.samples_to_write = 3
 
     c.mesh = ConfigDict(dict(data=1, fsdp=-1, tensor=1))

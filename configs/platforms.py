@@ -17,14 +17,20 @@ def apply_platform(c: ConfigDict, platform: str) -> ConfigDict:
         c.rl.algorithm = "rloo"
         c.rl.group_size = 2
         c.rl.learning_rate = 3e-5
+        c.rl.kl_coef = 0.1  # keeps the episode KL near rl.kl_budget over the short run
         c.episode.num_turns = 3
         c.episode.max_new_tokens = 32
         c.episode.partner_max_new_tokens = 32
         c.train.steps = 60
-        c.train.max_minutes = 18.0
+        c.train.max_minutes = 23.0
         c.train.save_every = 2
+        c.reward.run_on_penalty = 0.25  # 32 tokens is a short cap for a therapy reply
         c.eval.num_personas = 10
         c.eval.num_turns = 3
+        # Sampled at the training temperature, three dialogues per held-out persona: greedy
+        # decoding of the 135M base loops on one phrase, which is not the policy RL trains.
+        c.eval.temperature = 1.0
+        c.eval.samples_per_persona = 3
     elif platform == "gpu":
         c.model.dtype = "bfloat16"
         c.data.batch_size = 64

@@ -33,7 +33,11 @@ def _columns(records: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def eval_batch(run: Run, seed: int) -> dict[str, list[Any]]:
-    """A fixed batch of eval-split episode records (same personas and openings every time)."""
+    """A fixed batch of eval-split episode records (same personas and openings every time).
+
+    Each persona appears `eval.samples_per_persona` times in a row with the same opening, so a
+    sampled evaluation (temperature > 0) averages over several dialogues per persona.
+    """
     personas = run.eval_personas[: run.config.eval.num_personas]
     records = episode_records(personas, run.partners)
     rng = np.random.default_rng(seed)
@@ -49,7 +53,10 @@ def eval_batch(run: Run, seed: int) -> dict[str, list[Any]]:
         r["opening_line"] = spec.render_opening_line(
             int(rng.integers(len(spec.opening_lines))), topic=topic.topic if topic else None
         )
-    return _columns(records)
+    repeats = int(run.config.eval.get("samples_per_persona", 1))
+    if repeats < 1:
+        raise ValueError(f"eval.samples_per_persona must be >= 1, got {repeats}")
+    return _columns([dict(r) for r in records for _ in range(repeats)])
 
 
 def distinct_n(replies: Sequence[Sequence[int]], n: int = 2) -> float:
@@ -93,11 +100,12 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         run.eval_spec,
     )
     comps = score_episode(run, run.eval_judge, inputs, out)
+    # The same lines through the reward judge: how much of its gain the held-out judge sees.
+    reward_comps = None
+    if run.eval_judge is not run.judge:
+        reward_comps = score_episode(run, run.judge, inputs, out)
     out = to_host(out)
-    # comps hold 1 - P(inconsistent); a line is consistent when P(inconsistent) < threshold.
-    judge = run.eval_judge
-    p2l_ok = comps["prompt_to_line"] > 1.0 - judge.threshold_prompt_to_line  # [T, B]
-    l2l_ok = comps["line_to_line"] > 1.0 - judge.threshold_line_to_line
+    p2l_ok, l2l_ok = _verdicts(run.eval_judge, comps)
     qa_ok = out.qa_correct
     pol = out.policy
     content = np.asarray(tk.content_mask(pol.mask, pol.lengths, pol.stopped))
@@ -109,6 +117,8 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
     l2l = l2l_ok[1:].mean(axis=0).mean() if l2l_ok.shape[0] > 1 else float("nan")
     metrics = {
         "prompt_to_line": float(p2l_ok.mean(axis=0).mean()),
+        # The judge's mean P(contradicts persona): a threshold-free view of the same metric.
+        "p_inconsistent": float(1.0 - comps["prompt_to_line"].mean()),
         "line_to_line": float(l2l),
         "qa": float(qa_ok.mean(axis=0).mean()),
         "qa_keyed_prob": float(out.qa_prob.mean()),
@@ -117,7 +127,19 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         "persona_copy": float(comps["persona_copy"].mean()),
         "num_dialogues": int(pol.tokens.shape[1]),
     }
+    if reward_comps is not None:
+        r_p2l, _ = _verdicts(run.judge, reward_comps)
+        metrics["reward_judge_prompt_to_line"] = float(r_p2l.mean(axis=0).mean())
+        metrics["reward_judge_p_inconsistent"] = float(1.0 - reward_comps["prompt_to_line"].mean())
     return EvalResult(metrics, _transcripts(run, batch, out, comps))
+
+
+def _verdicts(judge: Judge, comps: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """[T, B] consistent-or-not per line: comps hold 1 - P(inconsistent), and a line is
+    consistent when P(inconsistent) is below the judge's validation-chosen threshold."""
+    p2l_ok = comps["prompt_to_line"] > 1.0 - judge.threshold_prompt_to_line
+    l2l_ok = comps["line_to_line"] > 1.0 - judge.threshold_line_to_line
+    return p2l_ok, l2l_ok
 
 
 def _transcripts(run: Run, batch, out: EpisodeOutput, comps) -> list[str]:

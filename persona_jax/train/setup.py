@@ -212,10 +212,12 @@ def build_run(c: ConfigDict) -> Run:
         temperature=e.partner_temperature, max_new_tokens=e.partner_max_new_tokens, stop_ids=stops
     )
     train_spec = EpisodeSpec(e.num_turns, pol, par, chat, tokenizer.pad_id)
+    # Greedy evaluation is greedy on both sides; a sampled one samples the policy at the
+    # evaluation temperature and the partner as in training.
     eval_spec = EpisodeSpec(
         c.eval.num_turns,
         pol.replace(temperature=c.eval.temperature),
-        par.replace(temperature=c.eval.temperature),
+        par.replace(temperature=e.partner_temperature if c.eval.temperature > 0 else 0.0),
         chat,
         tokenizer.pad_id,
     )

@@ -213,8 +213,10 @@ class Trainer:
             disable=jax.process_index() != 0,
         )
         step = start
+        recent_kl: list[float] = []
         for step in bar:
             logs = self.train_step(step)
+            recent_kl = [*recent_kl[-2:], logs["kl"]]
             done = step + 1
             if done % c.train.log_every == 0:
                 self.writer.write(done, logs)
@@ -233,7 +235,15 @@ class Trainer:
         self.ckpt.wait()
         after = self.evaluate(final, "after") if c.eval.before_after else None
         self.writer.close()
-        return {"before": before, "after": after, "steps": final}
+        return {"before": before, "after": after, "steps": final, "kl": kl_summary(c, recent_kl)}
+
+
+def kl_summary(c: ConfigDict, recent_kl: list[float]) -> dict[str, Any]:
+    """Mean episode KL to the reference over the last (up to 3) steps, against the budget."""
+    if not recent_kl:
+        return {"last_steps_mean": None, "budget": c.rl.kl_budget, "within_budget": None}
+    kl = float(np.mean(recent_kl))
+    return {"last_steps_mean": kl, "budget": c.rl.kl_budget, "within_budget": kl <= c.rl.kl_budget}
 
 
 def train(config: ConfigDict) -> dict[str, Any]:

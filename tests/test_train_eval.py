@@ -1,0 +1,72 @@
+"""The trainer's held-out evaluation: sampled protocol, repeated personas, both judges' views."""
+
+import numpy as np
+import pytest
+
+from configs.tiny import get_config
+from persona_jax.train import evaluation as ev
+from persona_jax.train.setup import Judge, build_run
+
+
+@pytest.fixture(scope="module")
+def run():
+    c = get_config()
+    c.eval.temperature = 1.0
+    c.eval.samples_per_persona = 2
+    c.eval.num_personas = 2
+    return build_run(c)
+
+
+def test_samples_per_persona_repeats_each_persona_with_its_opening(run) -> None:
+    batch = ev.eval_batch(run, seed=0)
+    ids = batch["persona_id"]
+    assert len(ids) == 4
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
+    assert batch["opening_line"][0] == batch["opening_line"][1]
+    assert batch["partner_prompt"][2] == batch["partner_prompt"][3]
+    # The same seed gives the same batch (before and after training see the same personas).
+    assert ev.eval_batch(run, seed=0) == batch
+
+
+def test_bad_samples_per_persona_is_refused(run) -> None:
+    run.config.eval.samples_per_persona = 0
+    try:
+        with pytest.raises(ValueError, match="samples_per_persona"):
+            ev.eval_batch(run, seed=0)
+    finally:
+        run.config.eval.samples_per_persona = 2
+
+
+def test_sampled_evaluation_partner_samples_as_in_training(run) -> None:
+    assert run.eval_spec.policy_sampling.temperature == 1.0
+    assert run.eval_spec.partner_sampling.temperature == run.config.episode.partner_temperature
+    c = get_config()  # greedy by default: both sides greedy
+    greedy = build_run(c)
+    assert greedy.eval_spec.policy_sampling.temperature == 0.0
+    assert greedy.eval_spec.partner_sampling.temperature == 0.0
+
+
+def test_verdicts_use_each_judges_threshold() -> None:
+    judge = Judge(None, None, None, None, "x", threshold_prompt_to_line=0.7,
+                  threshold_line_to_line=0.3)  # fmt: skip
+    # comps hold 1 - P(inconsistent): P = 0.6 is consistent under 0.7, P = 0.4 is a conflict
+    # under 0.3.
+    comps = {"prompt_to_line": np.array([[0.4, 0.2]]), "line_to_line": np.array([[0.6, 0.8]])}
+    p2l, l2l = ev._verdicts(judge, comps)
+    assert p2l.tolist() == [[True, False]]
+    assert l2l.tolist() == [[False, True]]
+
+
+def test_evaluate_counts_every_sampled_dialogue_and_reports_both_judges(run) -> None:
+    # A second judge object (same weights, other thresholds) stands in for the held-out judge.
+    run.eval_judge = Judge(**{**run.judge.__dict__, "threshold_prompt_to_line": 0.0})
+    result = ev.evaluate(run, run.base_params, seed=0)
+    m = result.metrics
+    assert m["num_dialogues"] == 4
+    assert 0.0 <= m["p_inconsistent"] <= 1.0
+    # Threshold 0: every line is inconsistent for the evaluation judge; the reward judge sees
+    # the same probabilities (same weights) under its own threshold.
+    assert m["prompt_to_line"] == 0.0
+    assert m["reward_judge_p_inconsistent"] == pytest.approx(m["p_inconsistent"], abs=1e-6)
+    assert 0.0 <= m["reward_judge_prompt_to_line"] <= 1.0
+    assert len(result.dialogues) == min(run.config.eval.samples_to_write, 4)
