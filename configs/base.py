@@ -84,6 +84,7 @@ def get_base_config() -> ConfigDict:
     c.rl.baseline = "moving"
     c.rl.baseline_decay = 0.9
     c.rl.critic = "shared"
+    c.rl.remat = False  # recompute activations in the backward pass (less memory, more compute)
 
     c.train = ConfigDict()
     c.train.steps = 20

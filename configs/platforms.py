@@ -37,6 +37,7 @@ def apply_platform(c: ConfigDict, platform: str) -> ConfigDict:
         c.rl.algorithm = "ppo"
         c.rl.epochs = 2
         c.rl.minibatches = 4
+        c.rl.remat = True  # 8 turns x 64 tokens per conversation
         c.episode.num_turns = 8
         c.episode.max_new_tokens = 64
         c.episode.partner_max_new_tokens = 64
@@ -51,6 +52,7 @@ def apply_platform(c: ConfigDict, platform: str) -> ConfigDict:
         c.rl.algorithm = "ppo"
         c.rl.epochs = 2
         c.rl.minibatches = 4
+        c.rl.remat = True  # 8 turns x 64 tokens per conversation
         c.episode.num_turns = 8
         c.episode.max_new_tokens = 64
         c.episode.partner_max_new_tokens = 64

@@ -70,3 +70,14 @@ def test_evaluate_counts_every_sampled_dialogue_and_reports_both_judges(run) -> 
     assert m["reward_judge_p_inconsistent"] == pytest.approx(m["p_inconsistent"], abs=1e-6)
     assert 0.0 <= m["reward_judge_prompt_to_line"] <= 1.0
     assert len(result.dialogues) == min(run.config.eval.samples_to_write, 4)
+
+
+def test_kl_summary_checks_the_last_steps_against_the_budget() -> None:
+    from persona_jax.train.trainer import kl_summary
+
+    c = get_config()
+    c.rl.kl_budget = 5.0
+    assert kl_summary(c, [4.0, 5.0, 6.5])["within_budget"] is False
+    s = kl_summary(c, [4.0, 5.0, 5.5])
+    assert s["within_budget"] is True and s["last_steps_mean"] == pytest.approx(4.8333, abs=1e-3)
+    assert kl_summary(c, [])["within_budget"] is None  # a resumed run with no step taken

@@ -106,11 +106,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--peak_tflops", type=float, default=0.0)
     ap.add_argument("--baseline", default="torch", choices=["torch", "none"])
+    ap.add_argument("--remat", action="store_true", help="recompute activations (rl.remat)")
     args = ap.parse_args(argv)
 
     cfg = LlamaConfig(**SHAPES[args.model], dtype=args.dtype, param_dtype="float32")
     rl = RLConfig(
-        algorithm=args.algorithm, group_size=2 if args.algorithm in ("rloo", "grpo") else 1
+        algorithm=args.algorithm,
+        group_size=2 if args.algorithm in ("rloo", "grpo") else 1,
+        remat=args.remat,
     )
     batch = synthetic_batch(args.batch, args.seq_len, cfg.vocab_size)
     tokens = args.batch * args.seq_len
@@ -128,6 +131,7 @@ def main(argv: list[str]) -> int:
         "seq_len": args.seq_len,
         "algorithm": args.algorithm,
         "dtype": args.dtype,
+        "remat": args.remat,
         "ours_s": ours_s,
         "ours_tok_s": tokens / ours_s,
         "baseline_s": base_s,

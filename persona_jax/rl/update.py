@@ -57,7 +57,7 @@ def forward_terms(
     pos: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(log-probs, entropies, values) at shifted-grid positions `pos` [B, A] (default: all)."""
-    hidden, _ = hidden_states(cfg, params["policy"], seq, token_mask=mask)
+    hidden, _ = hidden_states(cfg, params["policy"], seq, token_mask=mask, remat=rl.remat)
     h, targets = hidden[:, :-1], seq[:, 1:]
     if pos is not None:
         h, targets = _take(h, pos), _take(targets, pos)
@@ -66,7 +66,7 @@ def forward_terms(
     ent = losses.entropy_from_logits(logits)
     if rl.uses_critic:
         if rl.critic == "separate":
-            hc, _ = hidden_states(cfg, params["critic"], seq, token_mask=mask)
+            hc, _ = hidden_states(cfg, params["critic"], seq, token_mask=mask, remat=rl.remat)
             h = hc[:, :-1] if pos is None else _take(hc[:, :-1], pos)
         head = params["value_head"]
         values = jnp.dot(h.astype(jnp.float32), head["w"]) + head["b"]

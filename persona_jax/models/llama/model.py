@@ -125,8 +125,14 @@ def hidden_states(
     token_mask: jax.Array | None = None,
     cache: KVCache | None = None,
     all_layers: bool = False,
+    remat: bool = False,
 ) -> tuple[jax.Array, KVCache | None]:
     """Final-norm hidden states [batch, T, hidden] and the updated cache.
+
+    `remat=True` recomputes each layer's activations in the backward pass instead of storing
+    them (`jax.checkpoint` on the scanned layer): a gradient then holds one layer's
+    activations plus the residual stream per layer, not every layer's, for about a third more
+    compute. The forward values are identical.
 
     With `all_layers=True` the first output is [layers, batch, T, hidden]: the residual stream
     after every layer with the final norm applied, i.e. what a model truncated to k layers
@@ -183,8 +189,9 @@ def hidden_states(
     x = jnp.take(params["embed"], tokens, axis=0).astype(dt)
     k0 = None if cache is None else cache.k
     v0 = None if cache is None else cache.v
+    body = jax.checkpoint(layer, prevent_cse=False) if remat else layer
     (x, k_all, v_all, _), per_layer = jax.lax.scan(
-        layer, (x, k0, v0, jnp.zeros((), jnp.int32)), layers
+        body, (x, k0, v0, jnp.zeros((), jnp.int32)), layers
     )
     x = rms_norm(per_layer if all_layers else x, params["final_norm"], config.rms_norm_eps)
 
