@@ -43,8 +43,9 @@ class RLConfig:
     baseline: str = "moving"  # moving | learned (reinforce)
     baseline_decay: float = 0.9
     critic: str = "shared"  # shared (value head on the policy backbone) | separate
-    # Recompute decoder activations in the backward pass (memory of one layer instead of all,
-    # about a third more update compute): on for long conversations and large batches.
+    # Recompute decoder activations in the backward pass: memory of one layer's activations
+    # instead of all layers', for one more forward of compute (on CPU the update is faster
+    # with it: storing activations is memory-bound there).
     remat: bool = False
 
     def __post_init__(self) -> None:
