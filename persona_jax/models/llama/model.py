@@ -131,8 +131,8 @@ def hidden_states(
 
     `remat=True` recomputes each layer's activations in the backward pass instead of storing
     them (`jax.checkpoint` on the scanned layer): a gradient then holds one layer's
-    activations plus the residual stream per layer, not every layer's, for about a third more
-    compute. The forward values are identical.
+    activations plus the residual stream per layer, not every layer's, for one more forward
+    pass of compute. The forward values are identical.
 
     With `all_layers=True` the first output is [layers, batch, T, hidden]: the residual stream
     after every layer with the final norm applied, i.e. what a model truncated to k layers
