@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 
 from persona_jax.envs import tokens as tk
-from persona_jax.envs.episode import rollout_jit
-from persona_jax.envs.inputs import build_inputs
 from persona_jax.evaluation.dialogues import TASK_OF_ROLE, EvalDialogue
 from persona_jax.models.llama.config import LlamaConfig
 from persona_jax.models.llama.model import Params
 from persona_jax.parallel.host import to_host
-from persona_jax.train.evaluation import eval_batch
+from persona_jax.train.evaluation import play_eval_batch
 from persona_jax.train.setup import Run
 
 QA_SOURCE = "policy's most likely option letter after each turn (rollout)"
@@ -51,29 +48,10 @@ def generate_dialogues(
             f"({run.partner_cfg.vocab_size}); turns are spliced as token ids, so both must "
             "share one tokenizer"
         )
-    personas = {p.id: p for p in run.eval_personas}
     per_round = run.config.eval.num_personas
     out: list[EvalDialogue] = []
     for k in range(math.ceil(num_dialogues / per_round)):
-        batch = eval_batch(run, seed + k)
-        inputs = build_inputs(
-            batch,
-            personas,
-            run.tokenizer,
-            run.chat,
-            num_turns=run.eval_spec.num_turns,
-            widths=run.widths,
-            pad_id=run.tokenizer.pad_id,
-        )
-        episode = rollout_jit(
-            policy_cfg,
-            policy_params,
-            run.partner_cfg,
-            run.partner_params,
-            inputs,
-            jax.random.key(seed + k),
-            run.eval_spec,
-        )
+        batch, _, episode = play_eval_batch(run, policy_cfg, policy_params, seed + k)
         out.extend(_texts(run, batch, to_host(episode), k))
     return out[:num_dialogues]
 

@@ -77,8 +77,9 @@ def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[st
     return to_host(comps)
 
 
-def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
-    """Greedy (by default) dialogues with the current policy on held-out personas."""
+def play_eval_batch(run: Run, policy_cfg, policy_params, seed: int):
+    """The evaluation batch of `seed` played by a policy against the frozen partner:
+    (batch records, episode inputs, episode output)."""
     batch = eval_batch(run, seed)
     personas = {p.id: p for p in run.eval_personas}
     inputs = build_inputs(
@@ -91,7 +92,7 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         pad_id=run.tokenizer.pad_id,
     )
     out = rollout_jit(
-        run.model_cfg,
+        policy_cfg,
         policy_params,
         run.partner_cfg,
         run.partner_params,
@@ -99,6 +100,12 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         jax.random.key(seed),
         run.eval_spec,
     )
+    return batch, inputs, out
+
+
+def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
+    """Dialogues with the current policy on held-out personas (greedy or sampled per config)."""
+    batch, inputs, out = play_eval_batch(run, run.model_cfg, policy_params, seed)
     comps = score_episode(run, run.eval_judge, inputs, out)
     # The same lines through the reward judge: how much of its gain the held-out judge sees.
     reward_comps = None
