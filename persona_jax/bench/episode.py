@@ -103,6 +103,13 @@ def main(argv: list[str]) -> int:
         "--model", default="smollm2", help="shape: smollm2 (real asset), tiny, llama-1b"
     )
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument(
+        "--random_weights",
+        action="store_true",
+        help="random weights of the --model shape even for smollm2 (throughput only; the "
+        "tokenizer still comes from --model_dir)",
+    )
     args = ap.parse_args(argv)
 
     from persona_jax.assets import default_model_dir
@@ -110,10 +117,11 @@ def main(argv: list[str]) -> int:
     from persona_jax.text.tokenizer import Tokenizer
 
     model_dir = args.model_dir or str(default_model_dir())
-    cfg, params = bench_model(args.model, model_dir)
+    cfg, params = bench_model(args.model, model_dir, dtype=args.dtype, real=not args.random_weights)
     tok = Tokenizer.from_pretrained(model_dir if args.model == "smollm2" else default_model_dir())
     chat = ChatFormat.from_tokenizer(tok)
-    personas = load_personas("patient", "train")[: args.batch]
+    pool = load_personas("patient", "train")
+    personas = [pool[i % len(pool)] for i in range(args.batch)]  # repeats past the pool
     partners = load_partners()
     records = episode_records(personas, partners)
     for r in records:

@@ -2,6 +2,7 @@
 
     python -m persona_jax.bench sampler [--batch 32] [--prompt_len 128] [--new_tokens 64]
         [--model_dir DIR] [--repeats 3] [--baseline transformers|none]
+        [--dtype float32|bfloat16] [--random_weights] [--roofline]
 
 Both sides decode greedily with a KV cache and produce exactly `new_tokens` tokens per row
 (stop ids disabled for ours, `min_new_tokens` for transformers), from the same weights and
@@ -51,6 +52,14 @@ def _device() -> str:
     return f"{d.platform}:{d.device_kind}"
 
 
+def _torch_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def ours_runner(config, params, prompts: np.ndarray, new_tokens: int) -> Callable[[], list]:
     """One end-to-end `Sampler.generate` call per invocation; returns the generated ids."""
     sp = SamplingParams(temperature=0.0, max_new_tokens=new_tokens, stop_ids=())
@@ -88,14 +97,18 @@ def ours_split(config, params, prompts: np.ndarray, new_tokens: int, repeats: in
     return {"prefill_s": min(split["prefill"]), "decode_s": min(split["decode"])}
 
 
-def transformers_runner(model_dir: Path, prompts: np.ndarray, new_tokens: int):
-    """One transformers `generate` call (greedy, KV cache, exactly new_tokens) per invocation."""
+def transformers_runner(model_dir: Path, prompts: np.ndarray, new_tokens: int, dtype: str):
+    """One transformers `generate` call (greedy, KV cache, exactly new_tokens) per invocation.
+
+    On a machine with CUDA it runs on the GPU (the same device class as ours), else the CPU.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(os.cpu_count() or 1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
+    model = model.eval()
     model = model.to(device)
     ids = torch.as_tensor(prompts, dtype=torch.long, device=device)
 
@@ -131,13 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
     parser.add_argument("--baseline", choices=("transformers", "none"), default="transformers")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="parameter and compute dtype of both sides",
+    )
+    parser.add_argument(
+        "--random_weights",
+        action="store_true",
+        help="random weights of the --model shape even for smollm2 (throughput only)",
+    )
+    parser.add_argument(
+        "--roofline", action="store_true", help="report the decode memory-bandwidth roofline"
+    )
     args = parser.parse_args(argv)
     if min(args.batch, args.prompt_len, args.new_tokens, args.repeats) < 1:
         parser.error("--batch, --prompt_len, --new_tokens and --repeats must be >= 1")
 
     from persona_jax.weights import load_pretrained
 
-    if args.model != "smollm2":
+    if args.model != "smollm2" or args.random_weights:
         # Random weights of a shape: written once as a HF directory so that transformers
         # generates from exactly the same weights.
         import tempfile
@@ -145,22 +172,27 @@ def main(argv: list[str] | None = None) -> int:
         from persona_jax.bench.shapes import bench_model
         from persona_jax.weights import save_pretrained
 
-        config, params = bench_model(args.model, real=False)
+        config, params = bench_model(args.model, real=False, dtype=args.dtype)
         args.model_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.model}-")) / "hf"
         save_pretrained(config, params, args.model_dir)
-    elif args.model_dir is None:
-        from persona_jax.assets import default_model_dir
+    else:
+        if args.model_dir is None:
+            from persona_jax.assets import default_model_dir
 
-        args.model_dir = default_model_dir()
-    if args.model == "smollm2":
-        config, params = load_pretrained(args.model_dir)
+            args.model_dir = default_model_dir()
+        config, params = load_pretrained(args.model_dir, dtype=args.dtype)
     # Random ordinary tokens (ids above the special tokens), the same for both sides.
     rng = np.random.default_rng(args.seed)
     low = min(100, config.vocab_size // 2)
     prompts = rng.integers(low, config.vocab_size, (args.batch, args.prompt_len), np.int32)
     n_tok = args.batch * args.new_tokens
     settings = dict(
-        model=args.model, batch=args.batch, prompt_len=args.prompt_len, new_tokens=args.new_tokens
+        model=args.model,
+        batch=args.batch,
+        prompt_len=args.prompt_len,
+        new_tokens=args.new_tokens,
+        dtype=args.dtype,
+        random_weights=args.model != "smollm2" or args.random_weights,
     )
     print(f"sampler benchmark {settings} repeats={args.repeats} device={_device()}")
 
@@ -170,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         "ours": ours_runner(config, params, prompts, args.new_tokens)
     }
     if args.baseline == "transformers":
-        sides["baseline"] = transformers_runner(args.model_dir, prompts, args.new_tokens)
+        sides["baseline"] = transformers_runner(
+            args.model_dir, prompts, args.new_tokens, args.dtype
+        )
     timings = {name: Timings() for name in sides}
     outputs = {name: fn() for name, fn in sides.items()}  # warm-up (compilation)
     for _ in range(args.repeats):
@@ -201,12 +235,39 @@ def main(argv: list[str] | None = None) -> int:
         "ours_cpu_s": round(min(timings["ours"].cpu), 3),
         "repeats": args.repeats,
     }
+    if args.roofline:
+        from persona_jax.bench import roofline
+
+        steps = args.new_tokens - 1  # the first new token comes from the prefill's logits
+        need = roofline.decode_bytes(config, params, args.batch, args.prompt_len, steps)
+        copy_gbs = roofline.measured_copy_gbs()
+        sheet_gbs = roofline.datasheet_gbs(jax.devices()[0].device_kind)
+        achieved = need["min_bytes"] / split["decode_s"] / 1e9
+        result.update(
+            decode_min_gb=round(need["min_bytes"] / 1e9, 3),
+            decode_all_slots_gb=round(need["all_slots_bytes"] / 1e9, 3),
+            decode_achieved_gbs=round(achieved, 1),
+            copy_gbs=round(copy_gbs, 1),
+            roofline_fraction_measured=round(achieved / copy_gbs, 4),
+            datasheet_gbs=sheet_gbs,
+            roofline_fraction_datasheet=round(achieved / sheet_gbs, 4) if sheet_gbs else None,
+        )
+        print(
+            f"roofline: decode moves >= {need['min_bytes'] / 1e9:.2f} GB in "
+            f"{split['decode_s']:.4f}s = {achieved:.0f} GB/s; measured copy {copy_gbs:.0f} GB/s "
+            f"-> {achieved / copy_gbs:.1%} of the roofline"
+            + (
+                f" ({achieved / sheet_gbs:.1%} of the {sheet_gbs:.0f} GB/s datasheet)"
+                if sheet_gbs
+                else ""
+            )
+        )
     if "baseline" in sides:
         agree = float(np.mean(np.asarray(outputs["ours"]) == np.asarray(outputs["baseline"])))
         ratio = tok_s("ours") / tok_s("baseline")
         print(
-            f"baseline: {tok_s('baseline'):8.1f} tok/s (transformers generate, torch CPU, "
-            f"{os.cpu_count()} threads; median {tok_s('baseline', statistics.median):.1f})"
+            f"baseline: {tok_s('baseline'):8.1f} tok/s (transformers generate, torch "
+            f"{_torch_device()}; median {tok_s('baseline', statistics.median):.1f})"
         )
         print(f"ratio:    {ratio:.2f}x; greedy token agreement {agree:.3f}")
         result.update(
@@ -214,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio=round(ratio, 3),
             baseline_tok_s_median=round(tok_s("baseline", statistics.median), 2),
             baseline_cpu_s=round(min(timings["baseline"].cpu), 3),
-            baseline_device="cpu",
+            baseline_device=_torch_device(),
             torch_threads=os.cpu_count(),
             token_agreement=round(agree, 4),
         )
