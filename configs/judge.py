@@ -39,9 +39,11 @@ def get_config() -> ConfigDict:
     c.ensemble = 5
 
     c.export = ConfigDict()
-    # Training personas of the reward judge: "half_a" keeps it disjoint from the evaluation
-    # judge (always "half_b"); "all" uses every training persona (then they overlap).
-    c.export.reward_data = "half_a"
+    # Training personas of the reward judge: "all" uses every training persona (validation
+    # kappa 0.650 against 0.597 for half A with the chosen recipe); "half_a" keeps its labels
+    # disjoint from the evaluation judge's (always "half_b") at that cost.
+    c.export.reward_data = "all"
+    c.export.max_megabytes = 20.0  # a shipped judge's head (float32) must fit in git
     c.export.shipped = "persona_jax/judges/shipped"
     c.export.shipped_eval = "persona_jax/judges/shipped_eval"
     return c

@@ -6,6 +6,7 @@ judge is checked against the real base's shape (and run on it when the asset is 
 
 import dataclasses
 import json
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -144,7 +145,12 @@ def test_depth_features_match_truncated_judge_features(base):
     for i, k in enumerate((1, 3)):
         bcfg, bb = truncate_backbone(cfg, params, k)
         want = judge_features(bcfg, bb, ids, mask, line_mask)
-        got = out[:, i, :2].reshape(4, -1)  # line_mean + last, the on-device pooling
+        got = out[:, i, :2].reshape(4, -1)  # line_mean + last, the default pooling
+        np.testing.assert_allclose(got[:3], want[:3], rtol=1e-4, atol=1e-5)
+        # every pool, in a judge's own order, from the on-device function
+        pools = ("line_max", "persona_mean", "last")
+        want = judge_features(bcfg, bb, ids, mask, line_mask, persona_mask, pools)
+        got = out[:, i, [ft.POOLS.index(p) for p in pools]].reshape(4, -1)
         np.testing.assert_allclose(got[:3], want[:3], rtol=1e-4, atol=1e-5)
 
 
@@ -232,9 +238,15 @@ def test_merged_heads_average_logits():
 
 def test_save_load_round_trip(tmp_path):
     jc = JudgeConfig(
-        num_layers=3, hidden=16, max_len=384, base_hidden_size=32, base_vocab_size=1000
+        num_layers=3,
+        hidden=16,
+        max_len=384,
+        base_hidden_size=32,
+        base_vocab_size=1000,
+        pools=("line_mean", "persona_mean", "line_max"),
     )
     head = init_head(jc, jax.random.key(1))
+    assert head["w1"].shape == (3 * 32, 16)
     save_judge(tmp_path / "j", jc, head, extra={"threshold_prompt_to_line": 0.7})
     cfg2, head2 = load_judge(tmp_path / "j")
     assert cfg2 == jc
@@ -257,11 +269,22 @@ def test_judge_forward_jits_and_matches_eager(base):
     head = init_head(jc, jax.random.key(0))
     head = dict(head, w2=jax.random.normal(jax.random.key(1), head["w2"].shape))
     toks = ft.tokenize_records(_records(4), WordTokenizer(), 48, 2)
-    ids, mask, line_mask, _ = ft._batch_arrays(toks, 4, 48, 0)
+    ids, mask, line_mask, persona_mask = ft._batch_arrays(toks, 4, 48, 0)
     eager = judge_probs(bcfg, bb, head, ids, mask, line_mask)
     jitted = jax.jit(judge_probs, static_argnums=0)(bcfg, bb, head, ids, mask, line_mask)
     assert jitted.shape == (4, 2)
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-6)
+    # a judge over all four pools, pools static under jit
+    jc4 = dataclasses.replace(jc, pools=ft.POOLS)
+    head4 = init_head(jc4, jax.random.key(2))
+    probs4 = jax.jit(partial(judge_probs, bcfg, pools=jc4.pools))(
+        bb, head4, ids, mask, line_mask, persona_mask
+    )
+    assert probs4.shape == (4, 2) and bool(jnp.all((probs4 > 0) & (probs4 < 1)))
+    with pytest.raises(ValueError, match="persona_mask"):
+        judge_probs(bcfg, bb, head4, ids, mask, line_mask, pools=jc4.pools)
+    with pytest.raises(ValueError, match="pools"):
+        JudgeConfig(pools=("line_mean", "first"))
 
 
 # ---------------------------------------------------------------------------- shipped judges
@@ -312,6 +335,8 @@ def test_shipped_judge_scores_on_the_real_base():
     bcfg, bb = truncate_backbone(base_cfg, params, jc.num_layers)
     rec = _records(1)[0]
     toks = ft.tokenize_records([rec], tok, jc.max_len, jc.max_history_lines)
-    ids, mask, line_mask, _ = ft._batch_arrays(toks, 1, len(toks[0]["ids"]), tok.pad_id)
-    probs = jax.jit(judge_probs, static_argnums=0)(bcfg, bb, head, ids, mask, line_mask)
+    ids, mask, line_mask, persona_mask = ft._batch_arrays(toks, 1, len(toks[0]["ids"]), tok.pad_id)
+    probs = jax.jit(partial(judge_probs, bcfg, pools=jc.pools))(
+        bb, head, ids, mask, line_mask, persona_mask
+    )
     assert probs.shape == (1, 2) and bool(jnp.all((probs >= 0) & (probs <= 1)))

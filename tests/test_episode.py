@@ -115,7 +115,7 @@ def test_judge_inputs_match_text_side_layout(model):
     out = rollout_jit(cfg, params, cfg, params, inputs, jax.random.key(4), spec)
     tmpl = JudgeTemplate((40,), (41,), (42,), (43,), (44, 45), (46,), (47,))
     rspec = RewardSpec(template=tmpl, max_history_lines=2)
-    ids, mask, line = judge_inputs(rspec, inputs, out)
+    ids, mask, line, persona = judge_inputs(rspec, inputs, out)
 
     valid = lambda toks, m: [int(x) for x, k in zip(toks, m, strict=True) if k]
     pol_c = np.asarray(content_mask(out.policy.mask, out.policy.lengths, out.policy.stopped))
@@ -139,3 +139,7 @@ def test_judge_inputs_match_text_side_layout(model):
             assert valid(ids[t, b], got_mask) == want.ids
             got_line = np.flatnonzero(np.asarray(line[t, b]))
             assert got_line.tolist() == list(range(want.line_start, want.line_end))
+            n_persona = int(np.sum(inputs.persona_mask[b]))
+            got_persona = np.flatnonzero(np.asarray(persona[t, b]))
+            start = len(tmpl.persona_header)
+            assert got_persona.tolist() == list(range(start, start + n_persona))

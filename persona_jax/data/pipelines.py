@@ -156,14 +156,17 @@ def pad_judge_batch(batch: Sequence[Mapping[str, Any]], buckets: Sequence[int], 
     ids = np.full((len(batch), length), pad_id, np.int32)
     mask = np.zeros((len(batch), length), bool)
     line_mask = np.zeros((len(batch), length), bool)
+    persona_mask = np.zeros((len(batch), length), bool)
     for i, r in enumerate(batch):
         n = len(r["ids"])
         ids[i, :n], mask[i, :n] = r["ids"], True
         line_mask[i, r["line_start"] : r["line_end"]] = True
+        persona_mask[i, r["persona_start"] : r["persona_end"]] = True
     return {
         "input_ids": ids,
         "attention_mask": mask,
         "line_mask": line_mask,
+        "persona_mask": persona_mask,
         "label_p2l": np.asarray([r["label_p2l"] for r in batch], np.int32),
         "label_l2l": np.asarray([r["label_l2l"] for r in batch], np.int32),
         "dropped_history": np.asarray([r["dropped_history"] for r in batch], np.int32),

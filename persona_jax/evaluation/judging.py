@@ -132,9 +132,9 @@ class DistilledLineJudge:
         head_in = int(judge.head["w1"].shape[0])
         if head_in != judge.cfg.feature_size:
             raise ValueError(
-                f"judge {judge.source}: its head reads {head_in} features but the on-device "
-                f"judge computes {judge.cfg.feature_size} (line mean + last token); the head "
-                "was trained on other poolings and cannot run here"
+                f"judge {judge.source}: its head reads {head_in} features but its pools "
+                f"{judge.cfg.pools} give {judge.cfg.feature_size}; the head was trained on "
+                "other features (e.g. several depths) and cannot run here"
             )
         self.judge_ = judge
         self.tokenizer = tokenizer
@@ -143,7 +143,7 @@ class DistilledLineJudge:
         self.batch_size = batch_size
         max_len = judge.cfg.max_len
         self.buckets = (*(b for b in _LENGTH_BUCKETS if b < max_len), max_len)
-        self._probs = jax.jit(partial(judge_probs, judge.backbone_cfg))
+        self._probs = jax.jit(partial(judge_probs, judge.backbone_cfg, pools=judge.cfg.pools))
 
     def tokenize(self, contexts: Sequence[LineContext]) -> list[dict[str, Any]]:
         cfg = self.judge_.cfg
@@ -172,7 +172,7 @@ class DistilledLineJudge:
             arrays = pad_judge_batch(batch, self.buckets, self.tokenizer.pad_id)
             probs = self._probs(
                 j.backbone, j.head, arrays["input_ids"], arrays["attention_mask"],
-                arrays["line_mask"],
+                arrays["line_mask"], arrays["persona_mask"],
             )  # fmt: skip
             out[rows] = np.asarray(probs)[: len(rows)]
         return out

@@ -27,7 +27,7 @@ from persona_jax.judges.data import (
     half_of,
     judge_records,
 )
-from persona_jax.judges.distilled import JudgeConfig, save_judge
+from persona_jax.judges.distilled import DEFAULT_POOLS, HEADS, JudgeConfig, save_judge
 from persona_jax.judges.features import POOLS, extract, features_for, load_cache
 from persona_jax.judges.report import render
 from persona_jax.judges.train_head import (
@@ -41,8 +41,6 @@ from persona_jax.judges.train_head import (
     val_kappa,
 )
 from persona_jax.metrics.agreement import best_threshold
-
-DEPLOYABLE_POOLS = ("line_mean", "last")  # what `distilled.features` computes on device
 
 
 def _data_dir(c: ConfigDict) -> Path:
@@ -98,7 +96,7 @@ class Variant:
     """What a head reads, how it is trained and on which lines."""
 
     depths: tuple[int, ...]
-    pools: tuple[str, ...] = DEPLOYABLE_POOLS
+    pools: tuple[str, ...] = DEFAULT_POOLS
     hidden: int = 256
     standardize: bool = False
     learning_rate: float = 1e-3
@@ -108,7 +106,8 @@ class Variant:
 
     @property
     def deployable(self) -> bool:
-        return len(self.depths) == 1 and self.pools == DEPLOYABLE_POOLS
+        """Whether `distilled.features` computes what the head reads: one depth, any pools."""
+        return len(self.depths) == 1 and all(p in POOLS for p in self.pools)
 
     @property
     def name(self) -> str:
@@ -169,6 +168,7 @@ def _jc(c: ConfigDict, v: Variant, bench: Bench) -> JudgeConfig:
         max_history_lines=c.features.max_history_lines,
         base_model=_base_name(c),
         base_hidden_size=bench.manifest["hidden_size"],
+        pools=v.pools,
     )
 
 
@@ -307,7 +307,6 @@ def final(
             extra={
                 "threshold_prompt_to_line": thresholds[0],
                 "threshold_line_to_line": thresholds[1],
-                "pools": list(v.pools),
                 "variant": v.name,
                 "ensemble_of": c.ensemble,
                 "trained_on": v.train_on,
@@ -375,11 +374,19 @@ def run_train(c: ConfigDict) -> dict[str, Any]:
 
     doubtful = not c.data.exclude_doubtful  # train on the two doubtful therapy files?
 
+    def fits(v: Variant) -> bool:
+        """The merged ensemble's float32 head fits the shipping limit."""
+        width = len(v.pools) * m["hidden_size"]
+        n = c.ensemble * v.hidden
+        # w1, b1, w2, b2, and four per-feature vectors (norm scale/bias, z-score stats)
+        size = 4 * (width * n + n + len(HEADS) * (n + 1) + 4 * width)
+        return size <= c.export.max_megabytes * 2**20
+
     def best() -> Variant:
         ok = [
             v
             for v in scored
-            if v.deployable and v.train_on == "all" and v.with_doubtful == doubtful
+            if v.deployable and fits(v) and v.train_on == "all" and v.with_doubtful == doubtful
         ]
         return max(ok, key=lambda v: scored[v])
 
@@ -399,26 +406,32 @@ def run_train(c: ConfigDict) -> dict[str, Any]:
                 )
             )
     top = best()
-    # 2. head width x learning rate x dropout at that depth.
+    # 2. pooled views at that depth: the persona's mean and the line's max as well.
+    for pools in (
+        ("line_mean", "last", "line_max"),
+        ("line_mean", "last", "persona_mean"),
+        POOLS,
+    ):
+        run(dataclasses.replace(top, pools=pools))
+    top = best()
+    # 3. head width x learning rate x dropout at that depth and pooling.
     for h in (c.head.hidden // 2, c.head.hidden, c.head.hidden * 2):
         for lr in (3e-4, 1e-3):
             for do in (0.1, 0.3):
                 run(dataclasses.replace(top, hidden=h, learning_rate=lr, dropout=do))
     top = best()
     k = top.depths[0]
-    # 3. what else could help (validation only; the first three need a change on device),
-    #    and what the training data choice costs: doubtful files in, half of the personas.
+    # 4. what else could help (validation only; two depths need a change on device), and
+    #    what the training data choice costs: doubtful files in, half of the personas.
     deeper = max(m["depths"]) if k != max(m["depths"]) else m["depths"][-2]
     for v in (
-        dataclasses.replace(top, pools=("line_mean", "last", "line_max")),
-        dataclasses.replace(top, pools=POOLS),
         dataclasses.replace(top, depths=tuple(sorted({k, deeper}))),
         dataclasses.replace(top, with_doubtful=not doubtful),
         dataclasses.replace(top, train_on="half_a"),
         dataclasses.replace(top, train_on="half_b"),
     ):
         run(v)
-    # 4. the shipped judges (deployable, chosen on validation), then test once.
+    # 5. the shipped judges (deployable, chosen on validation), then test once.
     results["chosen"] = {**dataclasses.asdict(top), "reward_data": c.export.reward_data}
     reward = dataclasses.replace(top, train_on=c.export.reward_data)
     results["shipped"] = final(c, bench, reward, c.export.shipped, "reward")
@@ -426,6 +439,9 @@ def run_train(c: ConfigDict) -> dict[str, Any]:
     evalv = dataclasses.replace(top, train_on="half_b")
     results["shipped_eval"] = final(c, bench, evalv, c.export.shipped_eval, "eval")
     _save(out, results)
+    if c.export.reward_data != "all":  # what every training persona would give, for the record
+        results["all_personas"] = final(c, bench, top, None, "all_personas")
+        _save(out, results)
     if bench.doubtful.any():  # the other choice about the doubtful files, for the record
         other = "without_doubtful" if doubtful else "with_doubtful"
         dv = dataclasses.replace(reward, with_doubtful=not doubtful)

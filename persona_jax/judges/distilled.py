@@ -3,10 +3,11 @@
 Why this shape: the judge must score lines *inside* the jitted RL step from the policy's token
 ids, so it reuses the policy tokenizer and the frozen base checkpoint that is already on device
 as the reference model. Its first `num_layers` decoder layers (a truncated copy of the frozen
-base) read the judge template (persona, recent history, line); an MLP head reads two pooled
-views of the last hidden layer (the mean over the judged line's tokens and the final token)
-and outputs two logits: P(line contradicts the persona) and P(line conflicts with the
-speaker's earlier lines). Only the head is trained and shipped, a few hundred KB, and the
+base) read the judge template (persona, recent history, line); an MLP head reads pooled
+views of the last hidden layer (`POOLS`: the mean over the judged line's tokens, the final
+token, the mean over the persona's tokens, the max over the line's tokens; a judge stores
+which it reads) and outputs two logits: P(line contradicts the persona) and P(line conflicts
+with the speaker's earlier lines). Only the head is trained and shipped, a few hundred KB, and the
 backbone features of a training set can be computed once and cached, which is what makes
 distillation feasible on a CPU.
 """
@@ -27,6 +28,8 @@ from persona_jax.models.llama.config import LlamaConfig
 from persona_jax.models.llama.model import Params, hidden_states
 
 HEADS = ("prompt_to_line", "line_to_line")
+POOLS = ("line_mean", "last", "persona_mean", "line_max")
+DEFAULT_POOLS = ("line_mean", "last")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +43,21 @@ class JudgeConfig:
     base_model: str = "SmolLM2-135M-Instruct"
     base_vocab_size: int = 49152
     base_hidden_size: int = 576
+    pools: tuple[str, ...] = DEFAULT_POOLS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pools", tuple(self.pools))  # JSON gives a list
+        unknown = [p for p in self.pools if p not in POOLS]
+        if unknown or not self.pools:
+            raise ValueError(f"judge pools {self.pools!r}: each must be one of {POOLS}")
 
     @property
     def feature_size(self) -> int:
-        return 2 * self.base_hidden_size
+        return len(self.pools) * self.base_hidden_size
+
+    @property
+    def needs_persona_mask(self) -> bool:
+        return "persona_mean" in self.pools
 
 
 def truncate_backbone(config: LlamaConfig, params: Params, num_layers: int):
@@ -56,28 +70,64 @@ def truncate_backbone(config: LlamaConfig, params: Params, num_layers: int):
     return cfg, sub
 
 
+def pool(
+    h: jax.Array,
+    mask: jax.Array,
+    line_mask: jax.Array,
+    persona_mask: jax.Array | None,
+    pools: tuple[str, ...] = POOLS,
+) -> jax.Array:
+    """[B, len(pools), D] pooled views of hidden states h [B, T, D], in float32.
+
+    The persona mean lets the head compare the line with the persona directly instead of
+    through the last token alone; the line max keeps a single contradicting phrase from being
+    averaged away in a long line.
+    """
+    h = h.astype(jnp.float32)
+
+    def mean_over(m: jax.Array) -> jax.Array:
+        m = m.astype(jnp.float32)[..., None]
+        return jnp.sum(h * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+
+    def view(name: str) -> jax.Array:
+        if name == "line_mean":
+            return mean_over(line_mask)
+        if name == "last":
+            last_idx = h.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+            return jnp.take_along_axis(h, last_idx[:, None, None], axis=1)[:, 0]
+        if name == "persona_mean":
+            if persona_mask is None:
+                raise ValueError("the persona_mean pool needs a persona_mask")
+            return mean_over(persona_mask)
+        if name == "line_max":
+            lm = line_mask.astype(bool)
+            m = jnp.max(jnp.where(lm[..., None], h, -jnp.inf), axis=1)
+            return jnp.where(jnp.any(lm, axis=1)[:, None], m, 0.0)
+        raise ValueError(f"unknown pool {name!r}; choose from {POOLS}")
+
+    return jnp.stack([view(p) for p in pools], axis=1)
+
+
 def features(
     backbone_cfg: LlamaConfig,
     backbone: Params,
     ids: jax.Array,
     mask: jax.Array,
     line_mask: jax.Array,
+    persona_mask: jax.Array | None = None,
+    pools: tuple[str, ...] = DEFAULT_POOLS,
 ) -> jax.Array:
-    """Pooled judge features [B, 2D]: mean over the line's tokens and the last real token."""
+    """Pooled judge features [B, len(pools) * D] of the last backbone layer."""
     h, _ = hidden_states(backbone_cfg, backbone, ids, token_mask=mask)
-    h = h.astype(jnp.float32)
-    lm = line_mask.astype(jnp.float32)[..., None]
-    line_mean = jnp.sum(h * lm, axis=1) / jnp.maximum(jnp.sum(lm, axis=1), 1.0)
-    last_idx = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
-    last = jnp.take_along_axis(h, last_idx[:, None, None], axis=1)[:, 0]
-    return jnp.concatenate([line_mean, last], axis=-1)
+    b = ids.shape[0]
+    return pool(h, mask, line_mask, persona_mask, pools).reshape(b, -1)
 
 
 def init_head(
     cfg: JudgeConfig, rng: jax.Array, feature_size: int | None = None
 ) -> dict[str, jax.Array]:
-    """A fresh head; `feature_size` overrides `cfg.feature_size` (heads over other poolings
-    tried in training sweeps, which `features` does not compute on device)."""
+    """A fresh head; `feature_size` overrides `cfg.feature_size` (heads over features that
+    span several depths, tried in training sweeps, which `features` does not compute)."""
     k1, k2 = jax.random.split(rng)
     f = cfg.feature_size if feature_size is None else feature_size
     return {
@@ -113,9 +163,17 @@ def judge_probs(
     ids: jax.Array,
     mask: jax.Array,
     line_mask: jax.Array,
+    persona_mask: jax.Array | None = None,
+    *,
+    pools: tuple[str, ...] = DEFAULT_POOLS,
 ) -> jax.Array:
-    """[B, 2] P(inconsistent): a pure function of (params, ids, masks), jittable end to end."""
-    return jax.nn.sigmoid(head_logits(head, features(backbone_cfg, backbone, ids, mask, line_mask)))
+    """[B, 2] P(inconsistent): a pure function of (params, ids, masks), jittable end to end.
+
+    `pools` is the judge's `JudgeConfig.pools` (static under jit); a judge that reads the
+    persona mean needs `persona_mask`.
+    """
+    feats = features(backbone_cfg, backbone, ids, mask, line_mask, persona_mask, pools)
+    return jax.nn.sigmoid(head_logits(head, feats))
 
 
 def save_judge(out_dir: str | Path, cfg: JudgeConfig, head: dict, extra: dict | None = None):
@@ -130,6 +188,10 @@ def save_judge(out_dir: str | Path, cfg: JudgeConfig, head: dict, extra: dict | 
     if out.exists():
         import shutil
 
+        # Keep what sits beside the judge (its model card); replace the judge itself.
+        for f in out.iterdir():
+            if f.is_file() and not (tmp / f.name).exists() and f.name != "metrics.json":
+                shutil.copy2(f, tmp / f.name)
         shutil.rmtree(out)
     tmp.rename(out)
 

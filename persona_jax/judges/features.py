@@ -33,32 +33,16 @@ from tqdm import tqdm
 
 from persona_jax.data.pipelines import tokenize_judge_record
 from persona_jax.judges.data import JudgeRecord
-from persona_jax.judges.distilled import truncate_backbone
+from persona_jax.judges.distilled import POOLS, pool, truncate_backbone
 from persona_jax.judges.template import Encoder, JudgeTemplate
 from persona_jax.models.llama.config import LlamaConfig
 from persona_jax.models.llama.model import Params, hidden_states
 
-POOLS = ("line_mean", "last", "persona_mean", "line_max")
 CACHE_VERSION = 1
 
 
 class FeatureCacheError(ValueError):
     """A feature cache that does not match the requested extraction or records."""
-
-
-def pool(h: jax.Array, mask: jax.Array, line_mask: jax.Array, persona_mask: jax.Array):
-    """[B, len(POOLS), D] pooled views of hidden states h [B, T, D] (float32)."""
-    h = h.astype(jnp.float32)
-
-    def mean_over(m):
-        m = m.astype(jnp.float32)[..., None]
-        return jnp.sum(h * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
-
-    last_idx = h.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
-    last = jnp.take_along_axis(h, last_idx[:, None, None], axis=1)[:, 0]
-    line_max = jnp.max(jnp.where(line_mask[..., None], h, -jnp.inf), axis=1)
-    line_max = jnp.where(jnp.any(line_mask, axis=1)[:, None], line_max, 0.0)
-    return jnp.stack([mean_over(line_mask), last, mean_over(persona_mask), line_max], axis=1)
 
 
 @partial(jax.jit, static_argnums=(0, 6))

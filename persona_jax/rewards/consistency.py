@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from persona_jax.envs import tokens as tk
 from persona_jax.envs.episode import EpisodeInputs, EpisodeOutput
-from persona_jax.judges.distilled import judge_probs
+from persona_jax.judges.distilled import DEFAULT_POOLS, judge_probs
 from persona_jax.judges.template import JudgeTemplate
 from persona_jax.models.llama.config import LlamaConfig
 from persona_jax.models.llama.model import Params
@@ -39,6 +39,8 @@ class RewardSpec:
     copy_ngram: int = 4
     # Token sequences that mean "the policy speaks as the partner / opens a new turn".
     partner_markers: tuple[tuple[int, ...], ...] = ()
+    # What the judge's head reads (`JudgeConfig.pools` of the judge these rewards come from).
+    judge_pools: tuple[str, ...] = DEFAULT_POOLS
 
 
 def _lines(inputs: EpisodeInputs, out: EpisodeOutput) -> tuple[list, list]:
@@ -54,8 +56,14 @@ def _lines(inputs: EpisodeInputs, out: EpisodeOutput) -> tuple[list, list]:
     return lines, [False] + [i % 2 == 0 for i in range(len(lines) - 1)]
 
 
+def _span(shape: tuple[int, ...], at: int, piece: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """[B, L] mask of a piece's valid tokens placed at column `at` of the judge input."""
+    return jnp.zeros(shape, bool).at[:, at : at + piece[0].shape[1]].set(piece[1])
+
+
 def judge_inputs(spec: RewardSpec, inputs: EpisodeInputs, out: EpisodeOutput):
-    """Judge ids, mask and line mask [T, B, L] for every policy utterance (left-aligned)."""
+    """Judge ids, mask, line mask and persona mask [T, B, L] for every policy utterance
+    (left-aligned)."""
     tmpl = spec.template
     b = inputs.persona.shape[0]
     lines, is_self = _lines(inputs, out)
@@ -73,22 +81,19 @@ def judge_inputs(spec: RewardSpec, inputs: EpisodeInputs, out: EpisodeOutput):
         line_at = sum(p[0].shape[1] for p in pieces)
         pieces += [lines[idx], tk.const_piece(tmpl.end, b)]
         ids, mask = tk.concat(pieces)
-        is_line = (
-            jnp.zeros(ids.shape, bool)
-            .at[:, line_at : line_at + lines[idx][0].shape[1]]
-            .set(lines[idx][1])
+        is_line = _span(ids.shape, line_at, lines[idx])
+        is_persona = _span(
+            ids.shape, len(tmpl.persona_header), (inputs.persona, inputs.persona_mask)
         )
-        per_turn.append((ids, mask, is_line))
+        per_turn.append((ids, mask, is_line, is_persona))
     width = max(p[0].shape[1] for p in per_turn)  # earlier turns have fewer history lines
     pad = lambda x, v: jnp.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=v)
-    ids = jnp.stack([pad(i, 0) for i, _, _ in per_turn])
-    mask = jnp.stack([pad(m, False) for _, m, _ in per_turn])
-    line = jnp.stack([pad(x, False) for _, _, x in per_turn])
+    ids = jnp.stack([pad(p[0], 0) for p in per_turn])
+    rest = [jnp.stack([pad(p[i], False) for p in per_turn]) for i in (1, 2, 3)]
     t, bb, width = ids.shape
-    mask2, ids2, line2 = tk.compact(
-        mask.reshape(t * bb, width), ids.reshape(t * bb, width), line.reshape(t * bb, width)
-    )
-    return ids2.reshape(ids.shape), mask2.reshape(ids.shape), line2.reshape(ids.shape)
+    flat = lambda x: x.reshape(t * bb, width)
+    mask2, ids2, line2, persona2 = tk.compact(flat(rest[0]), flat(ids), *map(flat, rest[1:]))
+    return tuple(x.reshape(ids.shape) for x in (ids2, mask2, line2, persona2))
 
 
 def episode_rewards(
@@ -100,15 +105,15 @@ def episode_rewards(
     out: EpisodeOutput,
 ) -> dict[str, jax.Array]:
     """Reward components and the total, each [T, B] (one value per policy utterance)."""
-    ids, mask, line = judge_inputs(spec, inputs, out)
+    ids, mask, line, persona = judge_inputs(spec, inputs, out)
     t, b, width = ids.shape
+    flat = lambda x: x.reshape(t * b, width)
     probs = judge_probs(
         judge_cfg,
         judge_backbone,
         judge_head,
-        ids.reshape(t * b, width),
-        mask.reshape(t * b, width),
-        line.reshape(t * b, width),
+        *map(flat, (ids, mask, line, persona)),
+        pools=spec.judge_pools,
     ).reshape(t, b, 2)
     pol = out.policy
     content = tk.content_mask(pol.mask, pol.lengths, pol.stopped)

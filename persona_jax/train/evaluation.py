@@ -71,8 +71,9 @@ class EvalResult:
 
 
 def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[str, np.ndarray]:
+    spec = dataclasses.replace(run.reward_spec, judge_pools=judge.cfg.pools)
     comps = jax.jit(episode_rewards, static_argnums=(0, 1))(
-        run.reward_spec, judge.backbone_cfg, judge.backbone, judge.head, inputs, out
+        spec, judge.backbone_cfg, judge.backbone, judge.head, inputs, out
     )
     return to_host(comps)
 
