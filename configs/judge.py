@@ -40,7 +40,7 @@ def get_config() -> ConfigDict:
 
     c.export = ConfigDict()
     # Training personas of the reward judge: "all" uses every training persona (validation
-    # kappa 0.650 against 0.597 for half A with the chosen recipe); "half_a" keeps its labels
+    # kappa 0.650 against 0.614 for half A with the chosen recipe); "half_a" keeps its labels
     # disjoint from the evaluation judge's (always "half_b") at that cost.
     c.export.reward_data = "all"
     c.export.max_megabytes = 20.0  # a shipped judge's head (float32) must fit in git
