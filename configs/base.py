@@ -26,8 +26,9 @@ def get_base_config() -> ConfigDict:
     c.judge = ConfigDict()
     c.judge.path = "persona_jax/judges/shipped"  # distilled judge used as the reward
     c.judge.random = False  # a randomly initialised head (smoke tests only)
-    # Before/after evaluation uses a judge distilled from a disjoint part of the labels, so the
-    # reported consistency is not measured by the reward being optimised; "" = reward judge.
+    # Before/after evaluation uses a second judge (half of the reward judge's training personas,
+    # its own seeds), so the reported consistency is not the reward being optimised; "" = the
+    # reward judge.
     c.judge.eval_path = "persona_jax/judges/shipped_eval"
 
     c.data = ConfigDict()

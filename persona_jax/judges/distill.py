@@ -2,11 +2,13 @@
 
 Everything tuned (depth, pooling, width, training data, thresholds, epochs) is chosen on the
 validation split; the test split is scored once, for the judges that are written out and
-for the one variant trained with the doubtful therapy files, and by nothing else.
+for the variants recorded beside them (trained with the doubtful therapy files, or on every
+training persona when the reward judge is not), and by nothing else.
 
-The reward judge and the evaluation judge are trained on disjoint halves of the training
-personas (`data.half_of`, a salted hash of the persona group) when `export.reward_data` is
-"half_a", so that RL results can be judged by a head that never saw the reward's labels.
+The evaluation judge is trained on half B of the training personas (`data.half_of`, a salted
+hash of the persona group); the reward judge on every training persona by default
+(`export.reward_data = "all"`), or on half A ("half_a") so that RL results are judged by a
+head that never saw the reward's labels, at a cost in reward quality.
 """
 
 from __future__ import annotations
