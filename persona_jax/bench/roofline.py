@@ -79,3 +79,33 @@ def decode_bytes(
         "min_bytes": float(steps * w + kv * positions),
         "all_slots_bytes": float(steps * (w + kv * (prompt_len + steps))),
     }
+
+
+def decode_report(
+    config: LlamaConfig, params, batch: int, prompt_len: int, new_tokens: int, decode_s: float
+) -> tuple[dict[str, float | None], str]:
+    """Roofline figures of a timed decode phase (JSON fields) and a one-line summary.
+
+    The first new token comes from the prefill's logits, so `new_tokens - 1` decode forwards.
+    """
+    need = decode_bytes(config, params, batch, prompt_len, new_tokens - 1)
+    copy_gbs = measured_copy_gbs()
+    sheet_gbs = datasheet_gbs(jax.devices()[0].device_kind)
+    achieved = need["min_bytes"] / decode_s / 1e9
+    figures = {
+        "decode_min_gb": round(need["min_bytes"] / 1e9, 3),
+        "decode_all_slots_gb": round(need["all_slots_bytes"] / 1e9, 3),
+        "decode_achieved_gbs": round(achieved, 1),
+        "copy_gbs": round(copy_gbs, 1),
+        "roofline_fraction_measured": round(achieved / copy_gbs, 4),
+        "datasheet_gbs": sheet_gbs,
+        "roofline_fraction_datasheet": round(achieved / sheet_gbs, 4) if sheet_gbs else None,
+    }
+    line = (
+        f"roofline: decode moves >= {need['min_bytes'] / 1e9:.2f} GB in {decode_s:.4f}s = "
+        f"{achieved:.0f} GB/s; measured copy {copy_gbs:.0f} GB/s -> {achieved / copy_gbs:.1%} "
+        "of the roofline"
+    )
+    if sheet_gbs:
+        line += f" ({achieved / sheet_gbs:.1%} of the {sheet_gbs:.0f} GB/s datasheet)"
+    return figures, line

@@ -236,32 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
     }
     if args.roofline:
-        from persona_jax.bench import roofline
+        from persona_jax.bench.roofline import decode_report
 
-        steps = args.new_tokens - 1  # the first new token comes from the prefill's logits
-        need = roofline.decode_bytes(config, params, args.batch, args.prompt_len, steps)
-        copy_gbs = roofline.measured_copy_gbs()
-        sheet_gbs = roofline.datasheet_gbs(jax.devices()[0].device_kind)
-        achieved = need["min_bytes"] / split["decode_s"] / 1e9
-        result.update(
-            decode_min_gb=round(need["min_bytes"] / 1e9, 3),
-            decode_all_slots_gb=round(need["all_slots_bytes"] / 1e9, 3),
-            decode_achieved_gbs=round(achieved, 1),
-            copy_gbs=round(copy_gbs, 1),
-            roofline_fraction_measured=round(achieved / copy_gbs, 4),
-            datasheet_gbs=sheet_gbs,
-            roofline_fraction_datasheet=round(achieved / sheet_gbs, 4) if sheet_gbs else None,
+        figures, line = decode_report(
+            config, params, args.batch, args.prompt_len, args.new_tokens, split["decode_s"]
         )
-        print(
-            f"roofline: decode moves >= {need['min_bytes'] / 1e9:.2f} GB in "
-            f"{split['decode_s']:.4f}s = {achieved:.0f} GB/s; measured copy {copy_gbs:.0f} GB/s "
-            f"-> {achieved / copy_gbs:.1%} of the roofline"
-            + (
-                f" ({achieved / sheet_gbs:.1%} of the {sheet_gbs:.0f} GB/s datasheet)"
-                if sheet_gbs
-                else ""
-            )
-        )
+        result.update(figures)
+        print(line)
     if "baseline" in sides:
         agree = float(np.mean(np.asarray(outputs["ours"]) == np.asarray(outputs["baseline"])))
         ratio = tok_s("ours") / tok_s("baseline")
