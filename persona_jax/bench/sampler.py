@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from persona_jax.weights import load_pretrained
 
-    if args.model != "smollm2" or args.random_weights:
+    random_weights = args.model != "smollm2" or args.random_weights
+    if random_weights:
         # Random weights of a shape: written once as a HF directory so that transformers
         # generates from exactly the same weights.
         import tempfile
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt_len=args.prompt_len,
         new_tokens=args.new_tokens,
         dtype=args.dtype,
-        random_weights=args.model != "smollm2" or args.random_weights,
+        random_weights=random_weights,
     )
     print(f"sampler benchmark {settings} repeats={args.repeats} device={_device()}")
 

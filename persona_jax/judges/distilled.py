@@ -7,7 +7,7 @@ base) read the judge template (persona, recent history, line); an MLP head reads
 views of the last hidden layer (`POOLS`: the mean over the judged line's tokens, the final
 token, the mean over the persona's tokens, the max over the line's tokens; a judge stores
 which it reads) and outputs two logits: P(line contradicts the persona) and P(line conflicts
-with the speaker's earlier lines). Only the head is trained and shipped, a few hundred KB, and the
+with the speaker's earlier lines). Only the head is trained and shipped (a few MB), and the
 backbone features of a training set can be computed once and cached, which is what makes
 distillation feasible on a CPU.
 """
@@ -54,10 +54,6 @@ class JudgeConfig:
     @property
     def feature_size(self) -> int:
         return len(self.pools) * self.base_hidden_size
-
-    @property
-    def needs_persona_mask(self) -> bool:
-        return "persona_mean" in self.pools
 
 
 def truncate_backbone(config: LlamaConfig, params: Params, num_layers: int):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from persona_jax.envs import tokens as tk
 from persona_jax.envs.episode import EpisodeInputs, EpisodeOutput
-from persona_jax.judges.distilled import DEFAULT_POOLS, judge_probs
+from persona_jax.judges.distilled import judge_probs
 from persona_jax.judges.template import JudgeTemplate
 from persona_jax.models.llama.config import LlamaConfig
 from persona_jax.models.llama.model import Params
@@ -39,8 +39,6 @@ class RewardSpec:
     copy_ngram: int = 4
     # Token sequences that mean "the policy speaks as the partner / opens a new turn".
     partner_markers: tuple[tuple[int, ...], ...] = ()
-    # What the judge's head reads (`JudgeConfig.pools` of the judge these rewards come from).
-    judge_pools: tuple[str, ...] = DEFAULT_POOLS
 
 
 def _lines(inputs: EpisodeInputs, out: EpisodeOutput) -> tuple[list, list]:
@@ -99,12 +97,16 @@ def judge_inputs(spec: RewardSpec, inputs: EpisodeInputs, out: EpisodeOutput):
 def episode_rewards(
     spec: RewardSpec,
     judge_cfg: LlamaConfig,
+    judge_pools: tuple[str, ...],
     judge_backbone: Params,
     judge_head: dict,
     inputs: EpisodeInputs,
     out: EpisodeOutput,
 ) -> dict[str, jax.Array]:
-    """Reward components and the total, each [T, B] (one value per policy utterance)."""
+    """Reward components and the total, each [T, B] (one value per policy utterance).
+
+    `judge_cfg` and `judge_pools` (the judge's `JudgeConfig.pools`) are static under jit.
+    """
     ids, mask, line, persona = judge_inputs(spec, inputs, out)
     t, b, width = ids.shape
     flat = lambda x: x.reshape(t * b, width)
@@ -113,7 +115,7 @@ def episode_rewards(
         judge_backbone,
         judge_head,
         *map(flat, (ids, mask, line, persona)),
-        pools=spec.judge_pools,
+        pools=judge_pools,
     ).reshape(t, b, 2)
     pol = out.policy
     content = tk.content_mask(pol.mask, pol.lengths, pol.stopped)

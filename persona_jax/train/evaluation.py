@@ -71,9 +71,14 @@ class EvalResult:
 
 
 def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[str, np.ndarray]:
-    spec = dataclasses.replace(run.reward_spec, judge_pools=judge.cfg.pools)
-    comps = jax.jit(episode_rewards, static_argnums=(0, 1))(
-        spec, judge.backbone_cfg, judge.backbone, judge.head, inputs, out
+    comps = jax.jit(episode_rewards, static_argnums=(0, 1, 2))(
+        run.reward_spec,
+        judge.backbone_cfg,
+        judge.cfg.pools,
+        judge.backbone,
+        judge.head,
+        inputs,
+        out,
     )
     return to_host(comps)
 

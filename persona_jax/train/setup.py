@@ -198,7 +198,6 @@ def build_run(c: ConfigDict) -> Run:
         copy_penalty=r.copy_penalty,
         copy_ngram=r.copy_ngram,
         partner_markers=markers,
-        judge_pools=judge.cfg.pools,
     )
     e = c.episode
     stops = tokenizer.stop_ids

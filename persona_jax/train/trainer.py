@@ -118,8 +118,8 @@ class Trainer:
 
     def _reward(self, inputs, out):
         j = self.run.judge
-        comps = jax.jit(episode_rewards, static_argnums=(0, 1))(
-            self.run.reward_spec, j.backbone_cfg, j.backbone, j.head, inputs, out
+        comps = jax.jit(episode_rewards, static_argnums=(0, 1, 2))(
+            self.run.reward_spec, j.backbone_cfg, j.cfg.pools, j.backbone, j.head, inputs, out
         )
         tokens = jax.jit(place_on_tokens)(out, comps["total"])
         return comps, tokens
