@@ -52,6 +52,10 @@ def before_after_table(result: dict) -> str:
         "persona_copy",
         "reward_judge_prompt_to_line",
         "reward_judge_p_inconsistent",
+        "swap_prompt_to_line",
+        "swap_p_inconsistent",
+        "reward_judge_swap_prompt_to_line",
+        "reward_judge_swap_p_inconsistent",
     ]
     rows = ["| metric | before | after |", "| --- | --- | --- |"]
     fmt = lambda d, k: f"{d[k]:.3f}" if k in d else "-"

@@ -65,5 +65,12 @@ step sampler_b${b_mid}_bf16 100 sampler --model "$shape" --random_weights --dtyp
   --batch "$b_mid" --prompt_len "$p_len" --new_tokens "$n_new" --roofline --repeats 2 "${tok_args[@]}"
 step update_${big}_bf16 "$t_step" update --model "$big" --batch 4 --seq_len "$up_len" \
   --dtype bfloat16 --algorithm rloo
+# The decode step of a small model is bound by per-layer loop trips, not bytes: fewer trips
+# per token (layers unrolled per trip) at the cost of compile time.
+for u in 3 6; do
+  step sampler_b${b_big}_bf16_unroll$u 120 sampler --model "$shape" --random_weights \
+    --dtype bfloat16 --batch "$b_big" --prompt_len "$p_len" --new_tokens "$n_new" --roofline \
+    --repeats 2 --scan_unroll "$u" "${tok_args[@]}"
+done
 echo "results: $out/bench.jsonl"
 cat "$out/bench.jsonl"

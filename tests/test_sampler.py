@@ -86,6 +86,19 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ decode vs full forward
 
 
+def test_unrolled_layer_loop_gives_the_same_tokens_and_logprobs(model, sampler):
+    config, params = model
+    sp = SamplingParams(temperature=0.0, max_new_tokens=6)
+    rolled = sampler.generate(PROMPTS, sp)
+    unrolled = Sampler(config.replace(scan_unroll=2), params).generate(PROMPTS, sp)
+    assert unrolled.tokens == rolled.tokens
+    np.testing.assert_allclose(
+        np.concatenate(unrolled.logprobs), np.concatenate(rolled.logprobs), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="scan_unroll"):
+        config.replace(scan_unroll=0)
+
+
 def test_greedy_with_cache_matches_full_recompute(model, sampler):
     config, params = model
     n = 8

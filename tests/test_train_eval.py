@@ -70,6 +70,36 @@ def test_evaluate_counts_every_sampled_dialogue_and_reports_both_judges(run) -> 
     assert m["reward_judge_p_inconsistent"] == pytest.approx(m["p_inconsistent"], abs=1e-6)
     assert 0.0 <= m["reward_judge_prompt_to_line"] <= 1.0
     assert len(result.dialogues) == min(run.config.eval.samples_to_write, 4)
+    # The persona-swap control ran for both judges on the same lines.
+    for prefix in ("", "reward_judge_"):
+        assert 0.0 <= m[f"{prefix}swap_p_inconsistent"] <= 1.0
+        assert 0.0 <= m[f"{prefix}swap_prompt_to_line"] <= 1.0
+    assert m["swap_prompt_to_line"] == 0.0  # threshold 0 holds for swapped lines too
+
+
+def test_swap_permutation_pairs_rows_with_another_persona_of_the_same_role() -> None:
+    ids = ["a", "a", "b", "b", "c", "d"]
+    roles = ["patient", "patient", "patient", "patient", "student", "student"]
+    perm = ev.swap_permutation(ids, roles)
+    assert perm.tolist() == [2, 2, 0, 0, 5, 4]
+    for b, j in enumerate(perm):
+        assert roles[j] == roles[b] and ids[j] != ids[b]
+    # A role with a single persona has no swap partner: no control rather than a fake one.
+    assert ev.swap_permutation(["a", "a", "b"], ["patient", "patient", "student"]) is None
+
+
+def test_swapped_personas_change_only_what_the_judge_reads(run) -> None:
+    batch, inputs, out = ev.play_eval_batch(run, run.model_cfg, run.base_params, seed=0)
+    perm = ev.swap_permutation(batch["persona_id"], batch["role"])
+    swapped = ev.swapped_personas(inputs, perm)
+    np.testing.assert_array_equal(swapped.persona, np.asarray(inputs.persona)[perm])
+    np.testing.assert_array_equal(swapped.policy_prompt, inputs.policy_prompt)
+    real = ev.score_episode(run, run.judge, inputs, out)
+    same = ev.score_episode(run, run.judge, ev.swapped_personas(inputs, np.arange(4)), out)
+    other = ev.score_episode(run, run.judge, swapped, out)
+    np.testing.assert_allclose(same["prompt_to_line"], real["prompt_to_line"], atol=1e-6)
+    # Another persona in front of the same lines moves the judge's probabilities.
+    assert np.abs(other["prompt_to_line"] - real["prompt_to_line"]).max() > 1e-4
 
 
 def test_kl_summary_checks_the_last_steps_against_the_budget() -> None:

@@ -158,9 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--roofline", action="store_true", help="report the decode memory-bandwidth roofline"
     )
+    parser.add_argument(
+        "--scan_unroll", type=int, default=1, help="decoder layers per trip of the layer loop"
+    )
     args = parser.parse_args(argv)
-    if min(args.batch, args.prompt_len, args.new_tokens, args.repeats) < 1:
-        parser.error("--batch, --prompt_len, --new_tokens and --repeats must be >= 1")
+    if min(args.batch, args.prompt_len, args.new_tokens, args.repeats, args.scan_unroll) < 1:
+        parser.error(
+            "--batch, --prompt_len, --new_tokens, --repeats and --scan_unroll must be >= 1"
+        )
 
     from persona_jax.weights import load_pretrained
 
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
             args.model_dir = default_model_dir()
         config, params = load_pretrained(args.model_dir, dtype=args.dtype)
+    config = config.replace(scan_unroll=args.scan_unroll)
     # Random ordinary tokens (ids above the special tokens), the same for both sides.
     rng = np.random.default_rng(args.seed)
     low = min(100, config.vocab_size // 2)
@@ -194,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         new_tokens=args.new_tokens,
         dtype=args.dtype,
         random_weights=random_weights,
+        scan_unroll=args.scan_unroll,
     )
     print(f"sampler benchmark {settings} repeats={args.repeats} device={_device()}")
 

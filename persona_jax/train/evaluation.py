@@ -7,7 +7,11 @@ The three metrics, per dialogue then averaged:
   the speaker's earlier lines;
 - qa: fraction of persona probes, asked after each turn, whose keyed option is the policy's
   most likely answer.
-Also the degeneration guards: mean reply length and distinct-2 over all replies.
+Also the degeneration guards: mean reply length and distinct-2 over all replies, and a
+persona-swap control: the same lines judged against another persona of the same role. A judge
+that finds the swapped lines no less consistent than the real ones cannot tell this policy's
+lines apart by persona, whatever its agreement on the release data, and its before/after
+numbers say little; the gap between the two is reported for each judge.
 """
 
 from __future__ import annotations
@@ -68,6 +72,28 @@ def distinct_n(replies: Sequence[Sequence[int]], n: int = 2) -> float:
 class EvalResult:
     metrics: dict[str, float]
     dialogues: list[str]
+
+
+def swap_permutation(persona_ids: Sequence[str], roles: Sequence[str]) -> np.ndarray | None:
+    """Row b -> the next row (cyclically) of the same role with a different persona; None
+    when some role has a single persona (no swap partner)."""
+    n = len(persona_ids)
+    perm = np.empty(n, np.int64)
+    for b in range(n):
+        for step in range(1, n):
+            j = (b + step) % n
+            if roles[j] == roles[b] and persona_ids[j] != persona_ids[b]:
+                perm[b] = j
+                break
+        else:
+            return None
+    return perm
+
+
+def swapped_personas(inputs, perm: np.ndarray):
+    """The episode inputs with each row's persona replaced by row perm[b]'s (judge view only:
+    the lines stay the ones the policy said for its own persona)."""
+    return inputs.replace(persona=inputs.persona[perm], persona_mask=inputs.persona_mask[perm])
 
 
 def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[str, np.ndarray]:
@@ -144,7 +170,26 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         r_p2l, _ = _verdicts(run.judge, reward_comps)
         metrics["reward_judge_prompt_to_line"] = float(r_p2l.mean(axis=0).mean())
         metrics["reward_judge_p_inconsistent"] = float(1.0 - reward_comps["prompt_to_line"].mean())
+    metrics.update(_swap_control(run, batch, inputs, out))
     return EvalResult(metrics, _transcripts(run, batch, out, comps))
+
+
+def _swap_control(run: Run, batch, inputs, out: EpisodeOutput) -> dict[str, float]:
+    """Each judge's view of the same lines under a swapped persona (see module docs)."""
+    perm = swap_permutation(batch["persona_id"], batch["role"])
+    if perm is None:
+        return {}
+    swapped = swapped_personas(inputs, perm)
+    judges = [("", run.eval_judge)]
+    if run.eval_judge is not run.judge:
+        judges.append(("reward_judge_", run.judge))
+    metrics = {}
+    for prefix, judge in judges:
+        comps = score_episode(run, judge, swapped, out)
+        p2l, _ = _verdicts(judge, comps)
+        metrics[f"{prefix}swap_prompt_to_line"] = float(p2l.mean(axis=0).mean())
+        metrics[f"{prefix}swap_p_inconsistent"] = float(1.0 - comps["prompt_to_line"].mean())
+    return metrics
 
 
 def _verdicts(judge: Judge, comps: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

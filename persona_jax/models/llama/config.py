@@ -56,6 +56,10 @@ class LlamaConfig:
     pad_token_id: int | None = None
     param_dtype: str = "float32"
     dtype: str = "float32"
+    # Decoder layers per trip of the layer loop (`lax.scan(unroll=...)`). 1 compiles fastest;
+    # more trades compile time for fewer loop trips per token, which is where a GPU decode
+    # step of a small model spends its time. Numerics do not depend on it; it is not saved.
+    scan_unroll: int = 1
 
     def __post_init__(self) -> None:
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -70,6 +74,8 @@ class LlamaConfig:
             raise ModelConfigError(
                 f"unsupported RoPE scaling {self.rope_type!r}; supported: {_SUPPORTED_ROPE}"
             )
+        if not 1 <= self.scan_unroll:
+            raise ModelConfigError(f"scan_unroll={self.scan_unroll}; it must be >= 1")
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ModelConfigError(

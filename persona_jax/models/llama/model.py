@@ -191,7 +191,10 @@ def hidden_states(
     v0 = None if cache is None else cache.v
     body = jax.checkpoint(layer, prevent_cse=False) if remat else layer
     (x, k_all, v_all, _), per_layer = jax.lax.scan(
-        body, (x, k0, v0, jnp.zeros((), jnp.int32)), layers
+        body,
+        (x, k0, v0, jnp.zeros((), jnp.int32)),
+        layers,
+        unroll=min(config.scan_unroll, config.num_layers),
     )
     x = rms_norm(per_layer if all_layers else x, params["final_norm"], config.rms_norm_eps)
 
