@@ -74,7 +74,7 @@ class LlamaConfig:
             raise ModelConfigError(
                 f"unsupported RoPE scaling {self.rope_type!r}; supported: {_SUPPORTED_ROPE}"
             )
-        if not 1 <= self.scan_unroll:
+        if self.scan_unroll < 1:
             raise ModelConfigError(f"scan_unroll={self.scan_unroll}; it must be >= 1")
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in _DTYPES:
