@@ -2,6 +2,7 @@
 
     python evaluate.py --config=configs/judge_agreement.py --config.judge=distilled|llm \
         [--config.data_dir=DIR] [--config.max_lines=N] [--config.split=test|all]
+        [--config.swap_control=True]
 
 Accuracy, Cohen's kappa and F1 of the inconsistent class, per task and overall, for
 prompt-to-line and line-to-line. `split` defaults to the held-out test personas, so the
@@ -24,6 +25,9 @@ def get_config() -> ConfigDict:
     c.split = "test"  # train | validation | test | all
     c.exclude_yes_consistent = True
     c.max_lines = 0  # 0 = every labelled line of the split
+    # Judge the prompt-to-line lines again with another persona of their task (one more pass):
+    # how much the verdicts depend on the persona at all.
+    c.swap_control = False
     add_judges(c)
     c.report = ConfigDict(dict(ci="bootstrap", level=0.95, bootstrap_samples=2000))
     return c

@@ -174,6 +174,50 @@ def _released_dialogue(persona: str, verdicts: list[str], stored: float) -> dict
     }
 
 
+class _PersonaWordJudge:
+    """A line is inconsistent unless its last word appears in the persona (ignores history)."""
+
+    name = "persona-word"
+
+    def judge(self, contexts, ask_p2l, ask_l2l):
+        from persona_jax.evaluation.judging import Verdict
+
+        out = []
+        for c, a_p, _ in zip(contexts, ask_p2l, ask_l2l, strict=True):
+            word = c.texts[-1].rstrip(".").split()[-1]
+            out.append(Verdict(inconsistent=(word not in c.persona) if a_p else None))
+        return out
+
+    def describe(self):
+        return {"kind": "test"}
+
+
+def test_swap_control_measures_how_much_verdicts_depend_on_the_persona() -> None:
+    a, b = "I sail ferries.", "I grow tulips."
+    c = "I teach chess."  # the only education persona: its lines cannot be swapped
+    lines = [
+        _labelled(_ctx(a, ["Hello.", "I love ferries."]), "therapy", 0, None),
+        _labelled(_ctx(a, ["Hello.", "I love tulips."]), "therapy", 1, None),
+        _labelled(_ctx(b, ["Hello.", "I love tulips."]), "therapy", 0, None),
+        _labelled(_ctx(b, ["Hello.", "Fine."]), "therapy", None, 0),  # no p2l label
+        _labelled(_ctx(c, ["Hello.", "I love chess."], "student"), "education", 0, None),
+    ]
+    swapped = agr.swap_personas(lines)
+    assert [i for i, _ in swapped] == [0, 1, 2, 3]  # education has one persona
+    assert [s.context.persona for _, s in swapped] == [b, b, a, a]
+    assert all(s.context.texts == lines[i].context.texts for i, s in swapped)
+
+    judge = _PersonaWordJudge()
+    verdicts = agr.judge_labelled(lines, judge, progress=False)
+    table = agr.swap_control(lines, verdicts, judge, progress=False)
+    # Real pairs: consistent, inconsistent, consistent; swapped: inconsistent, consistent,
+    # inconsistent.
+    assert table["all"] == {
+        "n": 3, "stored_rate": 1 / 3, "real_rate": 1 / 3, "swapped_rate": 2 / 3
+    }  # fmt: skip
+    assert set(table) == {"all", "therapy"}
+
+
 def test_load_labelled_keeps_one_split_and_leaves_out_doubtful_files(tmp_path: Path) -> None:
     test_p, train_p = _persona_in("test"), _persona_in("train")
     folder = tmp_path / "therapy" / "exp" / "dialogues"

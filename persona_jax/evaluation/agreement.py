@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,4 +187,71 @@ def agreement(
                 "n_labelled": len(members),
                 "n_unparsed": len(members) - len(scored),
             }
+    return out
+
+
+def swap_personas(lines: Sequence[LabelledContext]) -> list[tuple[int, LabelledContext]]:
+    """(index, line with another persona of its task) for every line whose task has at least
+    two personas: each persona's lines get the next persona of the same task, in sorted order.
+
+    The control for :func:`swap_control`: the same line, a persona it was not written for.
+    """
+    by_task: dict[str, list[str]] = {}
+    for x in lines:
+        by_task.setdefault(x.task, [])
+        if x.context.persona not in by_task[x.task]:
+            by_task[x.task].append(x.context.persona)
+    nxt = {}
+    for task, personas in by_task.items():
+        ordered = sorted(personas)
+        if len(ordered) > 1:
+            for i, p in enumerate(ordered):
+                nxt[task, p] = ordered[(i + 1) % len(ordered)]
+    out = []
+    for i, x in enumerate(lines):
+        other = nxt.get((x.task, x.context.persona))
+        if other is not None:
+            swapped = replace(x, context=replace(x.context, persona=other))
+            out.append((i, swapped))
+    return out
+
+
+def swap_control(
+    lines: Sequence[LabelledContext],
+    verdicts: Sequence[Verdict],
+    judge: LineJudge,
+    *,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """How much the judge's prompt-to-line verdicts depend on the persona.
+
+    The prompt-to-line lines are judged again with another persona of the same task in front
+    of them. Per task and overall: n, the judge's inconsistent rate on the real pairs and on
+    the swapped ones (the same lines, unreadable verdicts left out of both), and the stored
+    rate on the real pairs. A judge whose swapped rate is close to its real rate decides mostly
+    from the line alone: its agreement then says little about persona fit.
+    """
+    pairs = [(i, s) for i, s in swap_personas(lines) if lines[i].label_p2l is not None]
+    swapped = [s for _, s in pairs]
+    # Only prompt-to-line is asked: without a line-to-line label none is requested.
+    asked = [replace(s, label_l2l=None) for s in swapped]
+    new = judge_labelled(asked, judge, chunk_size=chunk_size, progress=progress)
+    rows: dict[str, list[tuple[int, int, int]]] = {"all": []}
+    for (i, s), v in zip(pairs, new, strict=True):
+        real = verdicts[i].inconsistent
+        if real is None or v.inconsistent is None:
+            continue
+        row = (int(lines[i].label_p2l), int(real), int(v.inconsistent))
+        rows["all"].append(row)
+        rows.setdefault(s.task, []).append(row)
+    out = {}
+    for task, members in sorted(rows.items()):
+        n = len(members)
+        out[task] = {
+            "n": n,
+            "stored_rate": sum(r[0] for r in members) / n if n else None,
+            "real_rate": sum(r[1] for r in members) / n if n else None,
+            "swapped_rate": sum(r[2] for r in members) / n if n else None,
+        }
     return out

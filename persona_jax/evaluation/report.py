@@ -188,6 +188,21 @@ def markdown_agreement(results: Mapping[str, Any]) -> str:
                 f"{_fmt(s['f1'])} | {_fmt(s['base_rate'])} | {_fmt(s['pred_rate'])} | "
                 f"{s['n_unparsed']} |"
             )
+    swap = results.get("swap_control")
+    if swap:
+        lines += [
+            "",
+            "Persona-swap control (prompt-to-line lines judged again with another persona of "
+            "their task):",
+            "",
+            "| task | n | stored rate | judge rate, real persona | judge rate, swapped persona |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for task, s in swap.items():
+            lines.append(
+                f"| {task} | {s['n']} | {_fmt(s['stored_rate'])} | {_fmt(s['real_rate'])} | "
+                f"{_fmt(s['swapped_rate'])} |"
+            )
     lines += ["", "Notes:", ""] + [f"- {n}" for n in results["notes"]]
     return "\n".join(lines) + "\n"
 

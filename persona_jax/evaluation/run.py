@@ -223,6 +223,11 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
     verdicts = agr.judge_labelled(lines, judge, chunk_size=c.chunk_size, progress=c.progress)
     seconds = time.perf_counter() - t0
     table = agr.agreement(lines, verdicts)
+    swap = None
+    if c.get("swap_control", False):
+        swap = agr.swap_control(
+            lines, verdicts, judge, chunk_size=c.chunk_size, progress=c.progress
+        )
     notes = [
         "truth: the release's stored verdicts read by the strict parsers, polarity resolved per "
         "file; line-to-line truth is 'conflicts with at least one earlier line of the speaker'",
@@ -256,6 +261,7 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
         "seconds": seconds,
         "lines_per_second": len(lines) / seconds if seconds > 0 else None,
         "agreement": table,
+        "swap_control": swap,
         "judge_stats": _judge_stats(judge),
         "notes": notes,
     }
@@ -295,6 +301,15 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
             "unparsed_line_to_line": l2l["n_unparsed"],
             "excluded_sources": loaded.excluded_sources,
             "lines_per_second": results["lines_per_second"],
+            **(
+                {
+                    "swap_real_inconsistent_rate": swap["all"]["real_rate"],
+                    "swap_swapped_inconsistent_rate": swap["all"]["swapped_rate"],
+                    "swap_n": swap["all"]["n"],
+                }
+                if swap
+                else {}
+            ),
         }
     )
 
