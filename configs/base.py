@@ -57,6 +57,9 @@ def get_base_config() -> ConfigDict:
     c.reward.partner_penalty = 1.0
     c.reward.copy_penalty = 0.0
     c.reward.copy_ngram = 4
+    # P(inconsistent | another persona in the batch) - P(inconsistent | own persona); one more
+    # judge pass per step when non-zero.
+    c.reward.w_persona_contrast = 0.0
 
     c.rl = ConfigDict()
     c.rl.algorithm = "ppo"

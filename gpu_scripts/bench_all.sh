@@ -72,5 +72,11 @@ for u in 3 6; do
     --dtype bfloat16 --batch "$b_big" --prompt_len "$p_len" --new_tokens "$n_new" --roofline \
     --repeats 2 --scan_unroll "$u" "${tok_args[@]}"
 done
+# The same loop trips captured as CUDA graphs (XLA command buffers for while loops and
+# conditionals), which removes the per-kernel launch cost instead of the trips.
+XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL" \
+  step sampler_b${b_big}_bf16_cmdbuf 120 sampler --model "$shape" --random_weights \
+  --dtype bfloat16 --batch "$b_big" --prompt_len "$p_len" --new_tokens "$n_new" --roofline \
+  --repeats 2 "${tok_args[@]}"
 echo "results: $out/bench.jsonl"
 cat "$out/bench.jsonl"

@@ -61,6 +61,9 @@ def _inputs(batch, turns, rng):
         qa_mask=jnp.ones(qa.shape, bool),
         qa_option_ids=jnp.asarray(options),
         qa_answer=jnp.asarray(rng.integers(0, 4, (batch, turns))),
+        contrast_persona=jnp.roll(pe, 1, axis=0),
+        contrast_persona_mask=jnp.roll(pem, 1, axis=0),
+        has_contrast=jnp.arange(batch) > 0,
     )
 
 
@@ -143,3 +146,53 @@ def test_judge_inputs_match_text_side_layout(model):
             got_persona = np.flatnonzero(np.asarray(persona[t, b]))
             start = len(tmpl.persona_header)
             assert got_persona.tolist() == list(range(start, start + n_persona))
+
+
+def test_persona_contrast_reward_is_the_judge_gap_between_personas(model):
+    """w_persona_contrast adds P(inconsistent | contrast persona) - P(inconsistent | own),
+    zero for rows without a contrast persona."""
+    import dataclasses
+
+    from persona_jax.judges.distilled import JudgeConfig, init_head, truncate_backbone
+    from persona_jax.judges.template import JudgeTemplate
+    from persona_jax.rewards.consistency import (
+        RewardSpec,
+        contrast_inputs,
+        episode_rewards,
+        judge_inputs,
+    )
+
+    cfg, params = model
+    rng = np.random.default_rng(5)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=5, stop_ids=(STOP,))
+    spec = EpisodeSpec(
+        num_turns=2, policy_sampling=sampling, partner_sampling=sampling, chat=CHAT, pad_id=PAD
+    )
+    inputs = _inputs(3, 2, rng)
+    out = rollout_jit(cfg, params, cfg, params, inputs, jax.random.key(6), spec)
+    jcfg = JudgeConfig(num_layers=1, hidden=8, base_hidden_size=cfg.hidden_size)
+    bcfg, backbone = truncate_backbone(cfg, params, 1)
+    head = init_head(jcfg, jax.random.key(7))
+    head["w2"] = head["w2"] * 100.0  # a head whose output depends visibly on its input
+    tmpl = JudgeTemplate((40,), (41,), (42,), (43,), (44, 45), (46,), (47,))
+    base = RewardSpec(template=tmpl, max_history_lines=2)
+    with_contrast = dataclasses.replace(base, w_persona_contrast=1.0)
+    args = (bcfg, jcfg.pools, backbone, head)
+    r0 = episode_rewards(base, *args, inputs, out)
+    r1 = episode_rewards(with_contrast, *args, inputs, out)
+    np.testing.assert_array_equal(r0["persona_contrast"], 0.0)
+
+    def p_inc(inp):
+        from persona_jax.judges.distilled import judge_probs
+
+        ids, mask, line, persona = judge_inputs(base, inp, out)
+        t, b, w = ids.shape
+        flat = [x.reshape(t * b, w) for x in (ids, mask, line, persona)]
+        probs = judge_probs(bcfg, backbone, head, *flat, pools=jcfg.pools)
+        return np.asarray(probs)[:, 0].reshape(t, b)
+
+    gap = p_inc(contrast_inputs(inputs)) - p_inc(inputs)
+    want = np.where(np.asarray(inputs.has_contrast)[None], gap, 0.0)
+    np.testing.assert_allclose(r1["persona_contrast"], want, atol=1e-6)
+    assert np.abs(want[:, 1:]).max() > 1e-4  # rows 1, 2 read another persona
+    np.testing.assert_allclose(r1["total"] - r0["total"], want, atol=1e-5)

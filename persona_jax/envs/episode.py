@@ -73,6 +73,12 @@ class EpisodeInputs:
     qa_mask: jax.Array
     qa_option_ids: jax.Array  # [B, num_turns, 5] letter token ids, -1 for absent options
     qa_answer: jax.Array  # [B, num_turns] index of the keyed option
+    # Another persona of the same role from the same (per-process) batch, for the
+    # persona-contrast reward and the evaluation's swap control; a row's own persona, with
+    # has_contrast False, when its role has no other persona in the batch.
+    contrast_persona: jax.Array  # [B, P]
+    contrast_persona_mask: jax.Array
+    has_contrast: jax.Array  # [B] bool
 
 
 @flax.struct.dataclass

@@ -136,6 +136,11 @@ def build_inputs(
     qa_ids = [pid for pid in ids for _ in range(num_turns)]
     qa_a, qa_m = _left_pad(flat, widths.qa, pad_id, "qa", stats, ids=qa_ids)
     b = len(qa_rows)
+    rows = [pid for pid in ids for _ in range(repeat)]
+    roles = batch.get("role")
+    row_roles = None if roles is None else [r for r in roles for _ in range(repeat)]
+    other = contrast_rows(rows, row_roles)
+    persona_rows, persona_mask_rows = rep(pe_a), rep(pe_m)
     return EpisodeInputs(
         policy_prompt=jnp.asarray(rep(pp_a)),
         policy_prompt_mask=jnp.asarray(rep(pp_m)),
@@ -149,4 +154,22 @@ def build_inputs(
         qa_mask=jnp.asarray(rep(qa_m.reshape(b, num_turns, -1))),
         qa_option_ids=jnp.asarray(rep(np.asarray(qa_opts, np.int32))),
         qa_answer=jnp.asarray(rep(np.asarray(qa_ans, np.int32))),
+        contrast_persona=jnp.asarray(persona_rows[other]),
+        contrast_persona_mask=jnp.asarray(persona_mask_rows[other]),
+        has_contrast=jnp.asarray(other != np.arange(len(rows))),
     )
+
+
+def contrast_rows(persona_ids: Sequence[str], roles: Sequence[str] | None = None) -> np.ndarray:
+    """Row b -> the next row (cyclically) holding another persona of the same role; b itself
+    when there is none. Rows of one RLOO/GRPO group (same persona) share their contrast."""
+    n = len(persona_ids)
+    out = np.arange(n)
+    for b in range(n):
+        for step in range(1, n):
+            j = (b + step) % n
+            same_role = roles is None or roles[j] == roles[b]
+            if same_role and persona_ids[j] != persona_ids[b]:
+                out[b] = j
+                break
+    return out

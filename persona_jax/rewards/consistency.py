@@ -37,6 +37,10 @@ class RewardSpec:
     partner_penalty: float = 1.0
     copy_penalty: float = 0.0
     copy_ngram: int = 4
+    # Weight of P(inconsistent | another persona) - P(inconsistent | own persona): the part of
+    # the judge's verdict that depends on whose persona it is. A judge's score can rise for
+    # lines that suit any persona; this term pays only for lines that suit this one better.
+    w_persona_contrast: float = 0.0
     # Token sequences that mean "the policy speaks as the partner / opens a new turn".
     partner_markers: tuple[tuple[int, ...], ...] = ()
 
@@ -57,6 +61,24 @@ def _lines(inputs: EpisodeInputs, out: EpisodeOutput) -> tuple[list, list]:
 def _span(shape: tuple[int, ...], at: int, piece: tuple[jax.Array, jax.Array]) -> jax.Array:
     """[B, L] mask of a piece's valid tokens placed at column `at` of the judge input."""
     return jnp.zeros(shape, bool).at[:, at : at + piece[0].shape[1]].set(piece[1])
+
+
+def contrast_inputs(inputs: EpisodeInputs) -> EpisodeInputs:
+    """The episode inputs with each row's persona replaced by its contrast persona (what the
+    judge reads; the lines stay the ones the policy said for its own persona)."""
+    return inputs.replace(
+        persona=inputs.contrast_persona, persona_mask=inputs.contrast_persona_mask
+    )
+
+
+def _p_inconsistent(spec, judge_cfg, judge_pools, backbone, head, inputs, out) -> jax.Array:
+    """[T, B, 2] the judge's P(inconsistent) (prompt-to-line, line-to-line) per utterance."""
+    ids, mask, line, persona = judge_inputs(spec, inputs, out)
+    t, b, width = ids.shape
+    flat = lambda x: x.reshape(t * b, width)
+    return judge_probs(
+        judge_cfg, backbone, head, *map(flat, (ids, mask, line, persona)), pools=judge_pools
+    ).reshape(t, b, 2)
 
 
 def judge_inputs(spec: RewardSpec, inputs: EpisodeInputs, out: EpisodeOutput):
@@ -107,16 +129,13 @@ def episode_rewards(
 
     `judge_cfg` and `judge_pools` (the judge's `JudgeConfig.pools`) are static under jit.
     """
-    ids, mask, line, persona = judge_inputs(spec, inputs, out)
-    t, b, width = ids.shape
-    flat = lambda x: x.reshape(t * b, width)
-    probs = judge_probs(
-        judge_cfg,
-        judge_backbone,
-        judge_head,
-        *map(flat, (ids, mask, line, persona)),
-        pools=judge_pools,
-    ).reshape(t, b, 2)
+    judge = (spec, judge_cfg, judge_pools, judge_backbone, judge_head)
+    probs = _p_inconsistent(*judge, inputs, out)
+    if spec.w_persona_contrast:
+        other = _p_inconsistent(*judge, contrast_inputs(inputs), out)
+        contrast = jnp.where(inputs.has_contrast[None], other[..., 0] - probs[..., 0], 0.0)
+    else:
+        contrast = jnp.zeros(probs.shape[:2], jnp.float32)
     pol = out.policy
     content = tk.content_mask(pol.mask, pol.lengths, pol.stopped)
     n_content = jnp.sum(content, axis=-1)
@@ -136,6 +155,7 @@ def episode_rewards(
         - spec.run_on_penalty * run_on
         - spec.partner_penalty * as_partner
         - spec.copy_penalty * copy
+        + spec.w_persona_contrast * contrast
     )
     return {
         "total": total,
@@ -146,6 +166,7 @@ def episode_rewards(
         "run_on": run_on,
         "as_partner": as_partner,
         "persona_copy": copy,
+        "persona_contrast": contrast,
     }
 
 

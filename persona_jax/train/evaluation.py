@@ -28,7 +28,7 @@ from persona_jax.envs import tokens as tk
 from persona_jax.envs.episode import EpisodeOutput, rollout_jit
 from persona_jax.envs.inputs import build_inputs
 from persona_jax.parallel.host import to_host
-from persona_jax.rewards.consistency import episode_rewards
+from persona_jax.rewards.consistency import contrast_inputs, episode_rewards
 from persona_jax.train.setup import Judge, Run
 
 
@@ -72,28 +72,6 @@ def distinct_n(replies: Sequence[Sequence[int]], n: int = 2) -> float:
 class EvalResult:
     metrics: dict[str, float]
     dialogues: list[str]
-
-
-def swap_permutation(persona_ids: Sequence[str], roles: Sequence[str]) -> np.ndarray | None:
-    """Row b -> the next row (cyclically) of the same role with a different persona; None
-    when some role has a single persona (no swap partner)."""
-    n = len(persona_ids)
-    perm = np.empty(n, np.int64)
-    for b in range(n):
-        for step in range(1, n):
-            j = (b + step) % n
-            if roles[j] == roles[b] and persona_ids[j] != persona_ids[b]:
-                perm[b] = j
-                break
-        else:
-            return None
-    return perm
-
-
-def swapped_personas(inputs, perm: np.ndarray):
-    """The episode inputs with each row's persona replaced by row perm[b]'s (judge view only:
-    the lines stay the ones the policy said for its own persona)."""
-    return inputs.replace(persona=inputs.persona[perm], persona_mask=inputs.persona_mask[perm])
 
 
 def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[str, np.ndarray]:
@@ -170,16 +148,15 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         r_p2l, _ = _verdicts(run.judge, reward_comps)
         metrics["reward_judge_prompt_to_line"] = float(r_p2l.mean(axis=0).mean())
         metrics["reward_judge_p_inconsistent"] = float(1.0 - reward_comps["prompt_to_line"].mean())
-    metrics.update(_swap_control(run, batch, inputs, out))
+    metrics.update(_swap_control(run, inputs, out))
     return EvalResult(metrics, _transcripts(run, batch, out, comps))
 
 
-def _swap_control(run: Run, batch, inputs, out: EpisodeOutput) -> dict[str, float]:
+def _swap_control(run: Run, inputs, out: EpisodeOutput) -> dict[str, float]:
     """Each judge's view of the same lines under a swapped persona (see module docs)."""
-    perm = swap_permutation(batch["persona_id"], batch["role"])
-    if perm is None:
-        return {}
-    swapped = swapped_personas(inputs, perm)
+    if not bool(np.all(np.asarray(inputs.has_contrast))):
+        return {}  # some role has a single persona: no control rather than a partial one
+    swapped = contrast_inputs(inputs)
     judges = [("", run.eval_judge)]
     if run.eval_judge is not run.judge:
         judges.append(("reward_judge_", run.judge))

@@ -197,6 +197,7 @@ def build_run(c: ConfigDict) -> Run:
         partner_penalty=r.partner_penalty,
         copy_penalty=r.copy_penalty,
         copy_ngram=r.copy_ngram,
+        w_persona_contrast=r.w_persona_contrast,
         partner_markers=markers,
     )
     e = c.episode
