@@ -102,21 +102,30 @@ def test_sequence_matches_what_the_policy_saw(model, temperature, turns):
     assert set(turn_ids.tolist()) == set(range(turns))
 
 
+def _sampled_episode(model, batch: int, turns: int, seed: int):
+    """(inputs, output) of a sampled episode of the tiny model against itself, and a judge
+    template of reserved ids."""
+    from persona_jax.judges.template import JudgeTemplate
+
+    cfg, params = model
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=5, stop_ids=(STOP,))
+    spec = EpisodeSpec(
+        num_turns=turns, policy_sampling=sampling, partner_sampling=sampling, chat=CHAT,
+        pad_id=PAD,
+    )  # fmt: skip
+    inputs = _inputs(batch, turns, np.random.default_rng(seed))
+    out = rollout_jit(cfg, params, cfg, params, inputs, jax.random.key(seed + 1), spec)
+    tmpl = JudgeTemplate((40,), (41,), (42,), (43,), (44, 45), (46,), (47,))
+    return inputs, out, tmpl
+
+
 def test_judge_inputs_match_text_side_layout(model):
     """The RL step's judge inputs equal what the data pipeline builds for the same lines."""
     from persona_jax.envs.tokens import content_mask
-    from persona_jax.judges.template import JudgeTemplate, build_judge_input
+    from persona_jax.judges.template import build_judge_input
     from persona_jax.rewards.consistency import RewardSpec, judge_inputs
 
-    cfg, params = model
-    rng = np.random.default_rng(3)
-    sampling = SamplingParams(temperature=1.0, max_new_tokens=5, stop_ids=(STOP,))
-    spec = EpisodeSpec(
-        num_turns=3, policy_sampling=sampling, partner_sampling=sampling, chat=CHAT, pad_id=PAD
-    )
-    inputs = _inputs(2, 3, rng)
-    out = rollout_jit(cfg, params, cfg, params, inputs, jax.random.key(4), spec)
-    tmpl = JudgeTemplate((40,), (41,), (42,), (43,), (44, 45), (46,), (47,))
+    inputs, out, tmpl = _sampled_episode(model, batch=2, turns=3, seed=3)
     rspec = RewardSpec(template=tmpl, max_history_lines=2)
     ids, mask, line, persona = judge_inputs(rspec, inputs, out)
 
@@ -154,7 +163,6 @@ def test_persona_contrast_reward_is_the_judge_gap_between_personas(model):
     import dataclasses
 
     from persona_jax.judges.distilled import JudgeConfig, init_head, truncate_backbone
-    from persona_jax.judges.template import JudgeTemplate
     from persona_jax.rewards.consistency import (
         RewardSpec,
         contrast_inputs,
@@ -163,18 +171,11 @@ def test_persona_contrast_reward_is_the_judge_gap_between_personas(model):
     )
 
     cfg, params = model
-    rng = np.random.default_rng(5)
-    sampling = SamplingParams(temperature=1.0, max_new_tokens=5, stop_ids=(STOP,))
-    spec = EpisodeSpec(
-        num_turns=2, policy_sampling=sampling, partner_sampling=sampling, chat=CHAT, pad_id=PAD
-    )
-    inputs = _inputs(3, 2, rng)
-    out = rollout_jit(cfg, params, cfg, params, inputs, jax.random.key(6), spec)
+    inputs, out, tmpl = _sampled_episode(model, batch=3, turns=2, seed=5)
     jcfg = JudgeConfig(num_layers=1, hidden=8, base_hidden_size=cfg.hidden_size)
     bcfg, backbone = truncate_backbone(cfg, params, 1)
     head = init_head(jcfg, jax.random.key(7))
     head["w2"] = head["w2"] * 100.0  # a head whose output depends visibly on its input
-    tmpl = JudgeTemplate((40,), (41,), (42,), (43,), (44, 45), (46,), (47,))
     base = RewardSpec(template=tmpl, max_history_lines=2)
     with_contrast = dataclasses.replace(base, w_persona_contrast=1.0)
     args = (bcfg, jcfg.pools, backbone, head)

@@ -136,10 +136,8 @@ def build_inputs(
     qa_ids = [pid for pid in ids for _ in range(num_turns)]
     qa_a, qa_m = _left_pad(flat, widths.qa, pad_id, "qa", stats, ids=qa_ids)
     b = len(qa_rows)
-    rows = [pid for pid in ids for _ in range(repeat)]
     roles = batch.get("role")
-    row_roles = None if roles is None else [r for r in roles for _ in range(repeat)]
-    other = contrast_rows(rows, row_roles)
+    other = contrast_rows(rep(ids), None if roles is None else rep(roles))
     persona_rows, persona_mask_rows = rep(pe_a), rep(pe_m)
     return EpisodeInputs(
         policy_prompt=jnp.asarray(rep(pp_a)),
@@ -148,15 +146,15 @@ def build_inputs(
         partner_prompt_mask=jnp.asarray(rep(qp_m)),
         opening=jnp.asarray(rep(op_a)),
         opening_mask=jnp.asarray(rep(op_m)),
-        persona=jnp.asarray(rep(pe_a)),
-        persona_mask=jnp.asarray(rep(pe_m)),
+        persona=jnp.asarray(persona_rows),
+        persona_mask=jnp.asarray(persona_mask_rows),
         qa_tokens=jnp.asarray(rep(qa_a.reshape(b, num_turns, -1))),
         qa_mask=jnp.asarray(rep(qa_m.reshape(b, num_turns, -1))),
         qa_option_ids=jnp.asarray(rep(np.asarray(qa_opts, np.int32))),
         qa_answer=jnp.asarray(rep(np.asarray(qa_ans, np.int32))),
         contrast_persona=jnp.asarray(persona_rows[other]),
         contrast_persona_mask=jnp.asarray(persona_mask_rows[other]),
-        has_contrast=jnp.asarray(other != np.arange(len(rows))),
+        has_contrast=jnp.asarray(other != np.arange(len(other))),
     )
 
 

@@ -196,24 +196,20 @@ def swap_personas(lines: Sequence[LabelledContext]) -> list[tuple[int, LabelledC
 
     The control for :func:`swap_control`: the same line, a persona it was not written for.
     """
-    by_task: dict[str, list[str]] = {}
+    by_task: dict[str, set[str]] = {}
     for x in lines:
-        by_task.setdefault(x.task, [])
-        if x.context.persona not in by_task[x.task]:
-            by_task[x.task].append(x.context.persona)
+        by_task.setdefault(x.task, set()).add(x.context.persona)
     nxt = {}
     for task, personas in by_task.items():
         ordered = sorted(personas)
         if len(ordered) > 1:
             for i, p in enumerate(ordered):
                 nxt[task, p] = ordered[(i + 1) % len(ordered)]
-    out = []
-    for i, x in enumerate(lines):
-        other = nxt.get((x.task, x.context.persona))
-        if other is not None:
-            swapped = replace(x, context=replace(x.context, persona=other))
-            out.append((i, swapped))
-    return out
+    return [
+        (i, replace(x, context=replace(x.context, persona=nxt[x.task, x.context.persona])))
+        for i, x in enumerate(lines)
+        if (x.task, x.context.persona) in nxt
+    ]
 
 
 def swap_control(
@@ -233,9 +229,8 @@ def swap_control(
     from the line alone: its agreement then says little about persona fit.
     """
     pairs = [(i, s) for i, s in swap_personas(lines) if lines[i].label_p2l is not None]
-    swapped = [s for _, s in pairs]
     # Only prompt-to-line is asked: without a line-to-line label none is requested.
-    asked = [replace(s, label_l2l=None) for s in swapped]
+    asked = [replace(s, label_l2l=None) for _, s in pairs]
     new = judge_labelled(asked, judge, chunk_size=chunk_size, progress=progress)
     rows: dict[str, list[tuple[int, int, int]]] = {"all": []}
     for (i, s), v in zip(pairs, new, strict=True):
