@@ -38,12 +38,48 @@ def get_config() -> ConfigDict:
     # sweeps report each seed (mean ± std) and the merged ensemble, which selection uses.
     c.ensemble = 5
 
+    # Adapter judges (--mode=pack, then --mode=finetune; a GPU run: judges/finetune.py).
+    c.finetune = ConfigDict()
+    c.finetune.pack = "runs/judge/pack_384.npz"  # token ids + labels of every judged line
+    c.finetune.out_dir = "runs/judge_lora"  # results.json and checkpoints
+    # Where each training set's chosen judge is written (the shipped judges by default).
+    c.finetune.export = ConfigDict(
+        {"all": "persona_jax/judges/shipped", "half_b": "persona_jax/judges/shipped_eval"}
+    )
+    c.finetune.num_layers = 12
+    c.finetune.pools = ("line_mean", "last", "persona_mean", "line_max")
+    c.finetune.train_on = ("all", "half_b")  # the reward judge's data, the evaluation judge's
+    c.finetune.defaults = ConfigDict(
+        {
+            "rank": 16,
+            "alpha": 32.0,
+            "lr_lora": 2e-4,
+            "lr_head": 1e-3,
+            "weight_decay": 0.01,
+            "dropout": 0.1,
+            "batch_size": 32,
+            "epochs": 5,
+            "patience": 2,
+            "warmup_steps": 50,
+            "hidden": 256,
+            "l2l_weight": 1.0,
+            "bucket": 96,
+            "remat": False,
+            "max_seconds": 0.0,
+        }
+    )
+    # Candidates per training set (overrides of the defaults); chosen on validation kappa.
+    # The shipped judges come from the defaults alone (validation picks the epoch and the
+    # thresholds); add rows, e.g. ({"lr_lora": 1e-4}, {"lr_lora": 3e-4}, {"rank": 32}), to sweep.
+    c.finetune.sweep = ({},)
+
     c.export = ConfigDict()
     # Training personas of the reward judge: "all" uses every training persona (validation
     # kappa 0.650 against 0.614 for half A with the chosen recipe); "half_a" keeps its labels
     # disjoint from the evaluation judge's (always "half_b") at that cost.
     c.export.reward_data = "all"
     c.export.max_megabytes = 20.0  # a shipped judge's head (float32) must fit in git
-    c.export.shipped = "persona_jax/judges/shipped"
-    c.export.shipped_eval = "persona_jax/judges/shipped_eval"
+    # Head-only judges (--mode=train) land here; the shipped judges are the adapter judges.
+    c.export.shipped = "runs/judge/head_only/shipped"
+    c.export.shipped_eval = "runs/judge/head_only/shipped_eval"
     return c

@@ -23,12 +23,14 @@ from persona_jax.judges.distilled import (
     check_base,
     head_logits,
     init_head,
+    judge_backbone,
     judge_probs,
     load_judge,
     save_judge,
     truncate_backbone,
 )
 from persona_jax.judges.distilled import features as judge_features
+from persona_jax.judges.lora import LORA_FILE, load_lora
 from persona_jax.judges.train_head import (
     HeadConfig,
     LabelledFeatures,
@@ -315,6 +317,11 @@ def test_shipped_judge_loads_fits_base_and_is_small(where):
         assert 0.0 < raw[f"threshold_{h}"] < 1.0
     with pytest.raises(ValueError, match="vocab"):
         check_base(jc, CFG, "tiny")
+    if jc.lora_rank:  # adapters for every projection of each judge layer, at its rank
+        lora = load_lora(where / LORA_FILE)
+        for t, ab in lora.items():
+            assert ab["a"].shape[0] == ab["b"].shape[0] == jc.num_layers, t
+            assert ab["a"].shape[2] == ab["b"].shape[1] == jc.lora_rank, t
 
 
 def test_shipped_judge_scores_on_the_real_base():
@@ -332,7 +339,7 @@ def test_shipped_judge_scores_on_the_real_base():
     tok = Tokenizer.from_pretrained(model_dir)
     base_cfg, params = load_pretrained(model_dir)
     check_base(jc, base_cfg, "asset")
-    bcfg, bb = truncate_backbone(base_cfg, params, jc.num_layers)
+    bcfg, bb = judge_backbone(jc, SHIPPED, base_cfg, params)
     rec = _records(1)[0]
     toks = ft.tokenize_records([rec], tok, jc.max_len, jc.max_history_lines)
     ids, mask, line_mask, persona_mask = ft._batch_arrays(toks, 1, len(toks[0]["ids"]), tok.pad_id)

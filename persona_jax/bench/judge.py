@@ -47,11 +47,12 @@ def _device() -> str:
 def released_lines(n: int, seed: int) -> tuple[list[LineContext], str] | None:
     """``n`` prompt-to-line lines of the release's test split, or None without the data."""
     from persona_jax.data.paths import consistent_llms_dir
-    from persona_jax.evaluation.agreement import load_labelled, sample_lines
 
     root = consistent_llms_dir()
     if not root.is_dir():
         return None
+    from persona_jax.evaluation.agreement import load_labelled, sample_lines
+
     lines, _ = load_labelled(root, split="test")
     lines = sample_lines([x for x in lines if x.label_p2l is not None], n, seed)
     return [x.context for x in lines], f"release test split ({root})"
@@ -90,8 +91,8 @@ def _load(model: str, judge_dir: str | None, seed: int):
         JudgeConfig,
         check_base,
         init_head,
+        judge_backbone,
         load_judge,
-        truncate_backbone,
     )
     from persona_jax.train.setup import Judge
 
@@ -125,7 +126,7 @@ def _load(model: str, judge_dir: str | None, seed: int):
         head = init_head(jcfg, jax.random.key(seed))
         source = "random head"
         note = f"RANDOM HEAD of the shipped architecture: {note}; speed only, verdicts meaningless"
-    bcfg, backbone = truncate_backbone(base.config, base.params, jcfg.num_layers)
+    bcfg, backbone = judge_backbone(jcfg, path, base.config, base.params)
     return base, Judge(jcfg, bcfg, backbone, head, source), note
 
 

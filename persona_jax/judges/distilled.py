@@ -44,12 +44,21 @@ class JudgeConfig:
     base_vocab_size: int = 49152
     base_hidden_size: int = 576
     pools: tuple[str, ...] = DEFAULT_POOLS
+    # Low-rank adapters of the backbone layers (`judges.lora`); rank 0 = frozen backbone.
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pools", tuple(self.pools))  # JSON gives a list
         unknown = [p for p in self.pools if p not in POOLS]
         if unknown or not self.pools:
             raise ValueError(f"judge pools {self.pools!r}: each must be one of {POOLS}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_rank if self.lora_rank else 0.0
 
     @property
     def feature_size(self) -> int:
@@ -64,6 +73,26 @@ def truncate_backbone(config: LlamaConfig, params: Params, num_layers: int):
     sub = {k: v for k, v in params.items() if k != "lm_head"}
     sub["layers"] = jax.tree.map(lambda x: x[:num_layers], params["layers"])
     return cfg, sub
+
+
+def judge_backbone(
+    cfg: JudgeConfig, judge_dir: str | Path | None, base_cfg: LlamaConfig, base_params: Params
+):
+    """The judge's backbone (config, params): the base's first `cfg.num_layers` layers, with
+    the judge's low-rank adapters merged in when it has them (read from `judge_dir`)."""
+    from persona_jax.judges.lora import LORA_FILE, load_lora, merge_lora
+
+    bcfg, backbone = truncate_backbone(base_cfg, base_params, cfg.num_layers)
+    if not cfg.lora_rank:
+        return bcfg, backbone
+    path = Path(judge_dir or "") / LORA_FILE
+    if judge_dir is None or not path.is_file():
+        raise FileNotFoundError(f"distilled judge file missing: {path} (lora_rank={cfg.lora_rank})")
+    lora = load_lora(path)
+    ranks = {ab["a"].shape[-1] for ab in lora.values()}
+    if ranks != {cfg.lora_rank}:
+        raise ValueError(f"{path}: adapter ranks {sorted(ranks)} != lora_rank {cfg.lora_rank}")
+    return bcfg, merge_lora(backbone, lora, cfg.lora_scale)
 
 
 def pool(
@@ -172,12 +201,25 @@ def judge_probs(
     return jax.nn.sigmoid(head_logits(head, feats))
 
 
-def save_judge(out_dir: str | Path, cfg: JudgeConfig, head: dict, extra: dict | None = None):
-    """Write judge_config.json + head.safetensors (+ metrics) atomically into `out_dir`."""
+def save_judge(
+    out_dir: str | Path,
+    cfg: JudgeConfig,
+    head: dict,
+    extra: dict | None = None,
+    lora: dict | None = None,
+):
+    """Write judge_config.json + head.safetensors (+ lora.safetensors for a judge with
+    adapters) atomically into `out_dir`."""
+    from persona_jax.judges.lora import LORA_FILE, save_lora
+
+    if bool(cfg.lora_rank) != bool(lora):
+        raise ValueError(f"lora_rank={cfg.lora_rank} but adapters given: {bool(lora)}")
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: np.asarray(v) for k, v in head.items()}, str(tmp / "head.safetensors"))
+    if lora:
+        save_lora(tmp / LORA_FILE, lora)
     (tmp / "judge_config.json").write_text(
         json.dumps({**dataclasses.asdict(cfg), **(extra or {})}, indent=2) + "\n"
     )
@@ -186,7 +228,8 @@ def save_judge(out_dir: str | Path, cfg: JudgeConfig, head: dict, extra: dict | 
 
         # Keep what sits beside the judge (its model card); replace the judge itself.
         for f in out.iterdir():
-            if f.is_file() and not (tmp / f.name).exists() and f.name != "metrics.json":
+            stale = f.name in ("metrics.json", LORA_FILE)
+            if f.is_file() and not (tmp / f.name).exists() and not stale:
                 shutil.copy2(f, tmp / f.name)
         shutil.rmtree(out)
     tmp.rename(out)

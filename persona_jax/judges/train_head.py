@@ -16,7 +16,7 @@ import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +25,11 @@ import optax
 from tqdm import tqdm
 
 from persona_jax.checkpoint import Checkpointer
-from persona_jax.judges.data import JudgeRecord
 from persona_jax.judges.distilled import HEADS, JudgeConfig, head_logits, init_head
 from persona_jax.metrics.agreement import best_threshold, bootstrap_ci, summary
+
+if TYPE_CHECKING:  # the records' reader needs TFDS; training on features does not
+    from persona_jax.judges.data import JudgeRecord
 
 TASKS = ("chatting", "education", "therapy")
 Head = dict[str, jax.Array]

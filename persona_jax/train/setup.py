@@ -19,8 +19,8 @@ from persona_jax.judges.distilled import (
     JudgeConfig,
     check_base,
     init_head,
+    judge_backbone,
     load_judge,
-    truncate_backbone,
 )
 from persona_jax.judges.template import JudgeTemplate
 from persona_jax.models.llama import Llama, LlamaConfig
@@ -143,7 +143,7 @@ def load_judge_for(
             float(raw.get("threshold_prompt_to_line", 0.5)),
             float(raw.get("threshold_line_to_line", 0.5)),
         )
-    bcfg, backbone = truncate_backbone(base_cfg, base, jcfg.num_layers)
+    bcfg, backbone = judge_backbone(jcfg, None if random else path, base_cfg, base)
     if random:
         thresholds = (0.5, 0.5)
     return Judge(jcfg, bcfg, backbone, head, source, *thresholds)
