@@ -17,7 +17,7 @@ def apply_platform(c: ConfigDict, platform: str) -> ConfigDict:
         c.rl.algorithm = "rloo"
         c.rl.group_size = 2
         c.rl.learning_rate = 3e-5
-        c.rl.kl_coef = 0.35  # keeps the episode KL within rl.kl_budget over the short run
+        c.rl.kl_coef = 0.5  # keeps the episode KL within rl.kl_budget over the short run
         c.episode.num_turns = 3
         c.episode.max_new_tokens = 32
         c.episode.partner_max_new_tokens = 32
