@@ -1,7 +1,8 @@
-"""Distilled consistency judge: feature extraction, head training, selection and export.
+"""Distilled consistency judges: training data, fine-tuning, selection and export.
 
-python distill_judge.py --config=configs/judge.py --mode=extract   # long: frozen-base features
-python distill_judge.py --config=configs/judge.py --mode=train     # heads, selection, report
+python distill_judge.py --config=configs/judge.py                  # adapter judges (shipped)
+python distill_judge.py --config=configs/judge.py --mode=extract   # head-only judges: features,
+python distill_judge.py --config=configs/judge.py --mode=train     #   then heads
 """
 
 from ml_collections import ConfigDict

@@ -43,3 +43,27 @@ def test_bench_judge_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     # The warm-up compiled every shape the timed LLM pass used.
     assert result["llm_compilations_in_timed_pass"] == 0
     assert result["target_met"] == (result["ratio"] >= 100)
+
+
+def test_bench_judge_both_verdicts_warms_up_the_line_to_line_prompts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--verdicts both`: lines with an earlier line of their speaker also get the LLM's
+    line-to-line prompt, whose shapes the warm-up compiles too."""
+    _asset_or_skip()
+    from persona_jax.evaluation.lines import LineContext
+
+    contexts, _ = bench.bank_lines(3)
+    later = [
+        LineContext(c.persona, c.roles, (*c.speakers, 1, 2), (*c.texts, "Why?", "I said so."))
+        for c in contexts[:2]
+    ]
+    monkeypatch.setattr(bench, "released_lines", lambda n, seed: (contexts + later, "test lines"))
+    # Prompt-to-line calls of 4 and 1 prompts, line-to-line of 2: a shape of its own.
+    argv = ["--model", "tiny", "--lines", "5", "--batch", "2", "--llm_batch", "4"]
+    argv += ["--max_new_tokens", "4", "--repeats", "1", "--verdicts", "both"]
+    assert bench.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["verdicts"] == "both" and result["lines"] == 5
+    assert result["llm_l2l_asked"] == 2  # only the two lines with an earlier own line
+    assert result["llm_compilations_in_timed_pass"] == 0

@@ -253,3 +253,44 @@ def test_finetune_run_selects_on_validation_scores_test_once_and_exports(base, t
         assert json.loads((where / "metrics.json").read_text())["judge"]["name"] == chosen["name"]
         judge_backbone(jc, where, cfg, params)
     assert (tmp_path / "run" / "results.json").is_file()
+
+
+def test_distill_judge_default_mode_fine_tunes_from_an_existing_pack(base, tmp_path):
+    """`python distill_judge.py --config=configs/judge.py` with no mode: the pack exists, so it
+    is read, not rebuilt (rebuilding needs the release), and the adapter judges are written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from persona_jax.weights import save_pretrained
+
+    root = Path(__file__).resolve().parents[1]
+    cfg, params = base
+    save_pretrained(cfg, params, tmp_path / "model")
+    recs = _records(64, "train", 0) + _records(32, "validation", 1) + _records(32, "test", 2)
+    meta = {"tokenizer": "words", "vocab_size": 1000}
+    pack_path = pack_records(recs, WordTokenizer(), 48, 2, meta).save(tmp_path / "pack.npz")
+    before = pack_path.stat().st_mtime_ns
+    overrides = {
+        "model_path": tmp_path / "model",
+        "data_dir": tmp_path / "no_release_here",
+        "finetune.pack": pack_path,
+        "finetune.out_dir": tmp_path / "run",
+        "finetune.export.all": tmp_path / "reward",
+        "finetune.export.half_b": tmp_path / "eval",
+        "finetune.num_layers": 2,
+        "finetune.defaults.rank": 2,
+        "finetune.defaults.hidden": 16,
+        "finetune.defaults.batch_size": 16,
+        "finetune.defaults.epochs": 1,
+        "finetune.defaults.bucket": 16,
+        "data.exclude_doubtful": False,
+    }
+    cmd = [sys.executable, "distill_judge.py", "--config=configs/judge.py"]
+    cmd += [f"--config.{k}={v}" for k, v in overrides.items()]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert pack_path.stat().st_mtime_ns == before
+    for where in (tmp_path / "reward", tmp_path / "eval"):
+        jc, _ = load_judge(where)
+        assert jc.num_layers == 2 and jc.lora_rank == 2 and (where / LORA_FILE).is_file()

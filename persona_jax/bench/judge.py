@@ -2,6 +2,7 @@
 
     python -m persona_jax.bench judge [--lines 64] [--model smollm2|tiny|PATH]
         [--judge_dir DIR] [--batch 32] [--llm_batch 8] [--max_new_tokens 160]
+        [--verdicts p2l|both]
 
 Both judges read the same lines on the same device in the same run: by default lines of the
 release's held-out test split (``$PERSONA_JAX_CONSISTENT_LLMS_DIR``), or, without the data,
@@ -15,6 +16,11 @@ that compiles every shape the timed pass uses (the LLM's warm-up runs one batch 
 - LLM: the project's chat prompt, the base model generating greedily with our sampler,
   ``--llm_batch`` prompts per call, up to ``--max_new_tokens`` tokens, output parsed
   strictly (one timed pass: it is the slow side).
+
+``--verdicts p2l`` (default) asks each side for the prompt-to-line verdict only; ``both`` also
+for the line-to-line verdict of every line with an earlier line of its speaker, as the RL
+reward uses both. The distilled judge gives both from one forward either way; the LLM judge
+needs a second prompt per line, so ``both`` measures the cost of the reward's actual question.
 
 Without a shipped judge (or with ``--model tiny``) the distilled side runs a random head of
 the shipped architecture: its speed is the judge's, its verdicts mean nothing, and the output
@@ -140,30 +146,28 @@ def _best(fn: Callable[[], Any], repeats: int) -> float:
     return min(times)
 
 
-def bench_distilled(judge, contexts: list[LineContext], repeats: int) -> dict[str, float]:
+def bench_distilled(
+    judge, contexts: list[LineContext], repeats: int, both: bool = False
+) -> dict[str, float]:
     n = len(contexts)
-    ask, no = [True] * n, [False] * n
-    text_s = _best(lambda: judge.judge(contexts, ask, no), repeats)
+    ask, l2l = [True] * n, [both] * n
+    text_s = _best(lambda: judge.judge(contexts, ask, l2l), repeats)
     examples = judge.tokenize(contexts)
     ids_s = _best(lambda: judge.probs_of_tokenized(examples), repeats)
     return {"text_lines_s": n / text_s, "ids_lines_s": n / ids_s, "seconds": text_s}
 
 
-def bench_llm(
-    llm, sampler, contexts: list[LineContext], batch: int, max_batch_tokens: int
-) -> dict[str, Any]:
-    """One timed pass after a warm-up that compiles each (batch, prompt length) shape once."""
+def _llm_shapes(
+    messages: list[list], sampler, batch: int, max_batch_tokens: int, shapes: dict
+) -> None:
+    """Add to ``shapes`` one request list per (batch, prompt length) shape that sending
+    ``messages`` in this order makes the local back end compile."""
     from persona_jax.evaluation.judging import token_budget_groups
-    from persona_jax.judges.prompts import prompt_to_line_messages
     from persona_jax.sampling import batch_bucket, bucket_for
 
-    n = len(contexts)
-    _, items = llm.prompt_to_line_requests(contexts, [True] * n)
-    messages = [prompt_to_line_messages(it.persona, it.role, it.line, it.history) for it in items]
     lengths = [len(sampler.tokenizer.apply_chat_template(m)) for m in messages]
-    shapes: dict[tuple[int, int], list] = {}
-    for start in range(0, n, batch):  # the LocalBackend's chunks, then the budget's groups
-        chunk = list(range(start, min(start + batch, n)))
+    for start in range(0, len(messages), batch):  # the LocalBackend's chunks, then the groups
+        chunk = list(range(start, min(start + batch, len(messages))))
         for group in token_budget_groups([lengths[i] for i in chunk], max_batch_tokens):
             rows = [chunk[g] for g in group]
             key = (
@@ -171,18 +175,45 @@ def bench_llm(
                 bucket_for(max(lengths[i] for i in rows), sampler.prompt_buckets),
             )
             shapes.setdefault(key, [messages[i] for i in rows])
+
+
+def bench_llm(
+    llm,
+    sampler,
+    contexts: list[LineContext],
+    batch: int,
+    max_batch_tokens: int,
+    both: bool = False,
+) -> dict[str, Any]:
+    """One timed pass after a warm-up that compiles each (batch, prompt length) shape once."""
+    from persona_jax.judges.prompts import line_to_line_messages, prompt_to_line_messages
+
+    n = len(contexts)
+    ask, ask_l2l = [True] * n, [both] * n
+    _, items = llm.prompt_to_line_requests(contexts, ask)
+    shapes: dict[tuple[int, int], list] = {}
+    p2l = [prompt_to_line_messages(it.persona, it.role, it.line, it.history) for it in items]
+    _llm_shapes(p2l, sampler, batch, max_batch_tokens, shapes)
+    _, l2l_items = llm.line_to_line_requests(contexts, ask_l2l)
+    l2l = [
+        line_to_line_messages(it.role, it.line_index, it.line, it.earlier)
+        for it in l2l_items
+        if it.earlier
+    ]
+    _llm_shapes(l2l, sampler, batch, max_batch_tokens, shapes)
     generate = llm.llm.backend.generate_fn
     for chunk in shapes.values():
         generate(chunk)
     compiled = sampler.num_compilations
     t0 = time.perf_counter()
-    verdicts = llm.judge(contexts, [True] * n, [False] * n)
+    verdicts = llm.judge(contexts, ask, ask_l2l)
     seconds = time.perf_counter() - t0
-    unparsed = sum(v.p2l_unparsed for v in verdicts)
     return {
         "lines_s": n / seconds,
         "seconds": seconds,
-        "unparsed": unparsed,
+        "unparsed": sum(v.p2l_unparsed for v in verdicts),
+        "l2l_asked": len(l2l),
+        "l2l_unparsed": sum(v.l2l_unparsed for v in verdicts),
         "warmup_shapes": len(shapes),
         "compilations_in_timed_pass": sampler.num_compilations - compiled,
     }
@@ -202,7 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history_lines", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="distilled timed runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--verdicts",
+        choices=("p2l", "both"),
+        default="p2l",
+        help="p2l: prompt-to-line only; both: also line-to-line (what the RL reward asks)",
+    )
     args = parser.parse_args(argv)
+    both = args.verdicts == "both"
     if min(args.lines, args.batch, args.llm_batch, args.max_new_tokens, args.repeats) < 1:
         parser.error("--lines, --batch, --llm_batch, --max_new_tokens, --repeats must be >= 1")
 
@@ -234,16 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     if note:
         print(f"note: {note}")
-    d = bench_distilled(distilled, contexts, args.repeats)
+    d = bench_distilled(distilled, contexts, args.repeats, both)
     print(
         f"distilled: {d['text_lines_s']:10.1f} lines/s from text (best of {args.repeats}); "
         f"{d['ids_lines_s']:.1f} lines/s from token ids (as in the RL step)"
     )
-    g = bench_llm(llm, sampler, contexts, args.llm_batch, args.max_batch_tokens)
+    g = bench_llm(llm, sampler, contexts, args.llm_batch, args.max_batch_tokens, both)
+    l2l_note = f"; line-to-line {g['l2l_unparsed']}/{g['l2l_asked']} unreadable" if both else ""
     print(
         f"LLM judge: {g['lines_s']:10.3f} lines/s (greedy, batch {args.llm_batch}, <= "
-        f"{args.max_new_tokens} new tokens; {g['unparsed']}/{len(contexts)} unreadable; "
-        f"{g['compilations_in_timed_pass']} compilations in the timed pass)"
+        f"{args.max_new_tokens} new tokens; prompt-to-line {g['unparsed']}/{len(contexts)} "
+        f"unreadable{l2l_note}; {g['compilations_in_timed_pass']} compilations in the timed pass)"
     )
     ratio = d["text_lines_s"] / g["lines_s"]
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
@@ -259,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         "distilled_lines_s": round(d["text_lines_s"], 2),
         "distilled_ids_lines_s": round(d["ids_lines_s"], 2),
         "llm_lines_s": round(g["lines_s"], 4),
+        "verdicts": args.verdicts,
         "llm_unparsed": g["unparsed"],
+        "llm_l2l_asked": g["l2l_asked"],
+        "llm_l2l_unparsed": g["l2l_unparsed"],
         "llm_compilations_in_timed_pass": g["compilations_in_timed_pass"],
         "ratio": round(ratio, 2),
         "target_ratio": TARGET_RATIO,

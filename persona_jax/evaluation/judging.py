@@ -32,7 +32,13 @@ from persona_jax.evaluation.lines import (
     prompt_to_line_item,
 )
 from persona_jax.judges.distilled import judge_probs
-from persona_jax.judges.llm import ChatBackend, JudgeStats, LLMJudge, PromptToLineItem
+from persona_jax.judges.llm import (
+    ChatBackend,
+    JudgeStats,
+    LineToLineItem,
+    LLMJudge,
+    PromptToLineItem,
+)
 from persona_jax.judges.prompts import Message
 from persona_jax.judges.template import JudgeTemplate
 from persona_jax.metrics.consistency import count_conflicts
@@ -256,6 +262,16 @@ class LLMLineJudge:
         asked.sort(key=lambda i: len(items[i].persona) + sum(len(t) for _, t in items[i].history))
         return asked, [items[i] for i in asked]
 
+    def line_to_line_requests(
+        self, contexts: Sequence[LineContext], ask: Sequence[bool]
+    ) -> tuple[list[int], list[LineToLineItem]]:
+        """(context indices, items) of the line-to-line requests, in the order they are sent;
+        a line with no earlier line of its speaker asks nothing."""
+        asked = [i for i in range(len(contexts)) if ask[i] and contexts[i].n_earlier_own > 0]
+        items = {i: line_to_line_item(contexts[i], self.max_earlier_lines) for i in asked}
+        asked.sort(key=lambda i: sum(len(t) for _, t in items[i].earlier))
+        return asked, [items[i] for i in asked]
+
     def judge(
         self, contexts: Sequence[LineContext], ask_p2l: Sequence[bool], ask_l2l: Sequence[bool]
     ) -> list[Verdict]:
@@ -269,10 +285,8 @@ class LLMLineJudge:
 
         n_conflicts: list[int | None] = [None] * n
         l2l_unparsed = [False] * n
-        asked = [i for i in range(n) if ask_l2l[i] and contexts[i].n_earlier_own > 0]
-        l2l = {i: line_to_line_item(contexts[i], self.max_earlier_lines) for i in asked}
-        asked.sort(key=lambda i: sum(len(t) for _, t in l2l[i].earlier))
-        named = self.llm.judge_line_to_line([l2l[i] for i in asked])
+        asked, l2l_items = self.line_to_line_requests(contexts, ask_l2l)
+        named = self.llm.judge_line_to_line(l2l_items)
         for i, value in zip(asked, named, strict=True):
             if value is None:
                 l2l_unparsed[i] = True

@@ -190,11 +190,22 @@ def probs_of(
 
 
 def feature_stats(
-    bcfg, backbone, pack: Pack, rows: np.ndarray, pools, batch_size: int, bucket: int
+    bcfg,
+    backbone,
+    pack: Pack,
+    rows: np.ndarray,
+    pools,
+    batch_size: int,
+    bucket: int,
+    progress: bool = False,
 ) -> dict[str, jax.Array]:
-    """z-score statistics of the frozen backbone's pooled features over `rows`."""
+    """z-score statistics of the frozen backbone's pooled features over `rows` (one forward
+    of every training line: minutes on a CPU, hence the optional progress bar)."""
     feats = []
-    for chunk, arrays in eval_batches(pack, rows, batch_size, bucket):
+    batches = eval_batches(pack, rows, batch_size, bucket)
+    total = -(-len(rows) // batch_size)
+    bar = tqdm(batches, total=total, desc="feature statistics", leave=False, disable=not progress)
+    for chunk, arrays in bar:
         f = frozen_features(bcfg, backbone, *arrays, pools=pools)
         feats.append(np.asarray(f, np.float64)[: len(chunk)])
     x = np.concatenate(feats)
@@ -228,7 +239,9 @@ def finetune(
         raise ValueError(f"{len(train_rows)} training rows < batch size {ft.batch_size}")
     pools = tuple(jc.pools)
     t0 = time.perf_counter()
-    stats = feature_stats(bcfg, backbone, pack, train_rows, pools, ft.batch_size, ft.bucket)
+    stats = feature_stats(
+        bcfg, backbone, pack, train_rows, pools, ft.batch_size, ft.bucket, progress
+    )
     t_stats = time.perf_counter() - t0
     rng = jax.random.key(seed)
     rng, k_lora, k_head = jax.random.split(rng, 3)
