@@ -98,7 +98,7 @@ def run_finetune(c: ConfigDict) -> dict[str, Any]:
     save = lambda: (out_dir / "results.json").write_text(
         json.dumps(results, indent=1, default=float) + "\n"
     )
-    base = {k: v for k, v in f.defaults.to_dict().items()}
+    base = f.defaults.to_dict()
     for train_on in f.train_on:
         train_rows = rows_of(pack, "train", train_on, exclude)
         cands = []

@@ -85,8 +85,10 @@ def judge_backbone(
     bcfg, backbone = truncate_backbone(base_cfg, base_params, cfg.num_layers)
     if not cfg.lora_rank:
         return bcfg, backbone
-    path = Path(judge_dir or "") / LORA_FILE
-    if judge_dir is None or not path.is_file():
+    if judge_dir is None:
+        raise FileNotFoundError(f"a judge with lora_rank={cfg.lora_rank} reads its {LORA_FILE}")
+    path = Path(judge_dir) / LORA_FILE
+    if not path.is_file():
         raise FileNotFoundError(f"distilled judge file missing: {path} (lora_rank={cfg.lora_rank})")
     lora = load_lora(path)
     ranks = {ab["a"].shape[-1] for ab in lora.values()}
