@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ratio = d["text_lines_s"] / g["lines_s"]
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-    print(f"ratio:     {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x: {verdict})")
+    target = f"target >= {TARGET_RATIO:.0f}x: {verdict}"
+    print(f"ratio:     {ratio:.1f}x, {args.verdicts} verdicts ({target})")
     result = {
         "bench": "judge",
         "lines": len(contexts),
