@@ -186,20 +186,12 @@ def bench_llm(
     both: bool = False,
 ) -> dict[str, Any]:
     """One timed pass after a warm-up that compiles each (batch, prompt length) shape once."""
-    from persona_jax.judges.prompts import line_to_line_messages, prompt_to_line_messages
-
     n = len(contexts)
     ask, ask_l2l = [True] * n, [both] * n
-    _, items = llm.prompt_to_line_requests(contexts, ask)
     shapes: dict[tuple[int, int], list] = {}
-    p2l = [prompt_to_line_messages(it.persona, it.role, it.line, it.history) for it in items]
+    p2l = llm.llm.prompt_to_line_batch(llm.prompt_to_line_requests(contexts, ask)[1])
     _llm_shapes(p2l, sampler, batch, max_batch_tokens, shapes)
-    _, l2l_items = llm.line_to_line_requests(contexts, ask_l2l)
-    l2l = [
-        line_to_line_messages(it.role, it.line_index, it.line, it.earlier)
-        for it in l2l_items
-        if it.earlier
-    ]
+    _, l2l = llm.llm.line_to_line_batch(llm.line_to_line_requests(contexts, ask_l2l)[1])
     _llm_shapes(l2l, sampler, batch, max_batch_tokens, shapes)
     generate = llm.llm.backend.generate_fn
     for chunk in shapes.values():

@@ -169,10 +169,30 @@ class LLMJudge:
             )
         return list(outputs)
 
+    @staticmethod
+    def prompt_to_line_batch(items: Sequence[PromptToLineItem]) -> list[list[Message]]:
+        """The chat requests `judge_prompt_to_line` sends for `items`, in order."""
+        return [prompt_to_line_messages(it.persona, it.role, it.line, it.history) for it in items]
+
+    @staticmethod
+    def line_to_line_batch(
+        items: Sequence[LineToLineItem],
+    ) -> tuple[list[int], list[list[Message]]]:
+        """(indices of the items asked, their chat requests) as `judge_line_to_line` sends
+        them: an item without earlier lines asks nothing."""
+        asked = [i for i, it in enumerate(items) if it.earlier]
+        batch = [
+            line_to_line_messages(
+                items[i].role, items[i].line_index, items[i].line, items[i].earlier
+            )
+            for i in asked
+        ]
+        return asked, batch
+
     def judge_prompt_to_line(self, items: Sequence[PromptToLineItem]) -> list[bool | None]:
         """Per item: True if the judge says the line contradicts the persona, False if not,
         None if its output was unreadable."""
-        batch = [prompt_to_line_messages(it.persona, it.role, it.line, it.history) for it in items]
+        batch = self.prompt_to_line_batch(items)
         outputs = self._ask("prompt_to_line", batch)
         verdicts = [parse_yes_no(text) for text in outputs]
         self.stats.record("prompt_to_line", outputs, verdicts)
@@ -186,13 +206,7 @@ class LLMJudge:
         :func:`persona_jax.metrics.consistency.count_conflicts`'s job. An item without
         earlier lines gets ``[]`` with no request, and is counted in ``stats.skipped``.
         """
-        asked = [i for i, it in enumerate(items) if it.earlier]
-        batch = [
-            line_to_line_messages(
-                items[i].role, items[i].line_index, items[i].line, items[i].earlier
-            )
-            for i in asked
-        ]
+        asked, batch = self.line_to_line_batch(items)
         outputs = self._ask("line_to_line", batch)
         parsed = [parse_index_list(text) for text in outputs]
         self.stats.record("line_to_line", outputs, parsed)
