@@ -99,6 +99,9 @@ def get_base_config() -> ConfigDict:
     c.train.keep_checkpoints = 3
     c.train.log_every = 1
     c.train.max_minutes = 0.0  # stop early (and checkpoint) after this wall time; 0 = off
+    # Wall-time budget of the whole job, evaluations included (0 = off): training stops when one
+    # more step plus an after-evaluation as long as the before-evaluation would pass it.
+    c.train.deadline_minutes = 0.0
 
     c.eval = ConfigDict()
     c.eval.before_after = True  # evaluate on held-out personas before and after training

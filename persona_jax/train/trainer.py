@@ -51,8 +51,23 @@ def _episode_out_shardings(mesh, out_shape):
     return jax.tree_util.tree_map_with_path(spec, out_shape)
 
 
+def past_deadline(
+    elapsed_s: float, next_step_s: float, reserve_s: float, deadline_minutes: float
+) -> bool:
+    """Whether one more step and then the reserved work (the after-evaluation) would end the job
+    past ``deadline_minutes`` of wall time; 0 means no deadline.
+
+    The whole job is budgeted, not only training: on a slower machine the evaluations take
+    longer too, and a fixed training budget alone would push the job past its limit.
+    """
+    if not deadline_minutes:
+        return False
+    return elapsed_s + next_step_s + reserve_s > 60.0 * deadline_minutes
+
+
 class Trainer:
     def __init__(self, config: ConfigDict) -> None:
+        self.t_created = time.perf_counter()  # the job's clock for train.deadline_minutes
         self.config = config
         self.workdir = Path(config.workdir)
         self.run: Run = build_run(config)
@@ -202,9 +217,14 @@ class Trainer:
         c = self.config
         start = self.maybe_resume()
         before = None
+        # The after-evaluation is assumed to cost what the before-evaluation did (a resumed run
+        # measures none, and reserves nothing for it).
+        eval_s = 0.0
         if start == 0 and c.eval.before_after:
+            t_eval = time.perf_counter()
             before = self.evaluate(start, "before")
-        t_start = time.perf_counter()
+            eval_s = time.perf_counter() - t_eval
+        t_start = t_step = time.perf_counter()
         bar = tqdm(
             range(start, c.train.steps),
             initial=start,
@@ -225,9 +245,20 @@ class Trainer:
                 self.save(done)
             if c.train.eval_every and done % c.train.eval_every == 0 and done < c.train.steps:
                 self.evaluate(done, "eval")
-            minutes = (time.perf_counter() - t_start) / 60
-            if c.train.max_minutes and minutes > c.train.max_minutes and done < c.train.steps:
+            now = time.perf_counter()
+            step_s, t_step = now - t_step, now
+            minutes = (now - t_start) / 60
+            if done >= c.train.steps:
+                break
+            if c.train.max_minutes and minutes > c.train.max_minutes:
                 print(f"stopping after {minutes:.1f} min (train.max_minutes) at step {done}")
+                break
+            if past_deadline(now - self.t_created, step_s, eval_s, c.train.deadline_minutes):
+                print(
+                    f"stopping at step {done}: another step ({step_s:.0f} s) and the "
+                    f"after-evaluation ({eval_s:.0f} s) would pass train.deadline_minutes "
+                    f"({c.train.deadline_minutes:g}) of the job"
+                )
                 break
         final = step + 1 if c.train.steps > start else start
         if self.ckpt.latest_step != final:
