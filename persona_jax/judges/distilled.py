@@ -1,15 +1,16 @@
-"""The distilled judge: a small head over the frozen policy base's lower layers.
+"""The distilled judge: a small head over the policy base's lower layers (frozen or adapted).
 
 Why this shape: the judge must score lines *inside* the jitted RL step from the policy's token
-ids, so it reuses the policy tokenizer and the frozen base checkpoint that is already on device
-as the reference model. Its first `num_layers` decoder layers (a truncated copy of the frozen
+ids, so it reuses the policy tokenizer and builds on the frozen base checkpoint that is already
+on device as the reference model. Its first `num_layers` decoder layers (a truncated copy of the
 base) read the judge template (persona, recent history, line); an MLP head reads pooled
 views of the last hidden layer (`POOLS`: the mean over the judged line's tokens, the final
 token, the mean over the persona's tokens, the max over the line's tokens; a judge stores
 which it reads) and outputs two logits: P(line contradicts the persona) and P(line conflicts
-with the speaker's earlier lines). Only the head is trained and shipped (a few MB), and the
-backbone features of a training set can be computed once and cached, which is what makes
-distillation feasible on a CPU.
+with the speaker's earlier lines). A judge ships only what is not the base: the head (a few
+MB) and, for the adapter judges, low-rank adapters that are merged into the truncated base at
+load time (`judge_backbone`), so scoring costs the same either way. A head-only judge trains
+on backbone features computed once and cached, which is what makes that kind feasible on a CPU.
 """
 
 from __future__ import annotations
