@@ -100,7 +100,8 @@ def get_base_config() -> ConfigDict:
     c.train.log_every = 1
     c.train.max_minutes = 0.0  # stop early (and checkpoint) after this wall time; 0 = off
     # Wall-time budget of the whole job, evaluations included (0 = off): training stops when one
-    # more step plus an after-evaluation as long as the before-evaluation would pass it.
+    # more step (with its in-training evaluation, if one is due) plus an after-evaluation would
+    # pass it; an evaluation is assumed to take as long as the latest one did.
     c.train.deadline_minutes = 0.0
 
     c.eval = ConfigDict()

@@ -33,7 +33,7 @@ def test_ngram_overlap_matches_python_with_padding():
 
 
 def test_contains_sequence_respects_mask():
-    reply = np.array([[5, 9, 7, 1, 1], [9, 7, 5, 5, 5], [4, 4, 9, 7, 0]])
+    reply = np.array([[5, 9, 7, 1, 1], [9, 7, 5, 5, 5], [4, 4, 9, 7, 0]], np.int32)  # as token ids
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)
     got = np.asarray(penalties.contains_sequence(reply, mask, ((9, 7), (3, 3, 3))))
     # Row 2 holds 9 7 only across its mask boundary, so it does not count.

@@ -98,6 +98,14 @@ def test_past_deadline_counts_the_next_step_and_the_after_evaluation():
     assert past_deadline(100.0, 0.0, 21.0, 2.0)  # the evaluation alone would overrun
 
 
+def test_evaluates_after_every_nth_step_but_not_the_last():
+    from persona_jax.train.trainer import evaluates_after
+
+    assert [d for d in range(1, 11) if evaluates_after(d, 3, 10)] == [3, 6, 9]
+    assert not evaluates_after(10, 5, 10)  # the last step gets the after-evaluation instead
+    assert not any(evaluates_after(d, 0, 10) for d in range(1, 11))  # 0 = never
+
+
 def test_deadline_stops_training_and_still_checkpoints(tmp_path, capsys):
     from persona_jax.train.trainer import train
 
@@ -109,6 +117,7 @@ def test_deadline_stops_training_and_still_checkpoints(tmp_path, capsys):
     assert result["steps"] == 1
     assert "train.deadline_minutes" in capsys.readouterr().out
     assert (tmp_path / "checkpoints" / "1").is_dir()
+    assert (tmp_path / "curves.png").is_file()  # drawn at the end of every run
 
 
 def test_unknown_config_key_is_rejected(tmp_path):

@@ -30,6 +30,7 @@ from persona_jax.rewards.consistency import episode_rewards, place_on_tokens
 from persona_jax.rl import step as st
 from persona_jax.rl.state import init_train_state
 from persona_jax.rl.update import Batch
+from persona_jax.train.curves import plot_run
 from persona_jax.train.evaluation import evaluate
 from persona_jax.train.logging import MetricWriter
 from persona_jax.train.setup import Run, build_run, describe
@@ -63,6 +64,12 @@ def past_deadline(
     if not deadline_minutes:
         return False
     return elapsed_s + next_step_s + reserve_s > 60.0 * deadline_minutes
+
+
+def evaluates_after(done: int, eval_every: int, steps: int) -> bool:
+    """Whether the trainer runs an in-training evaluation after step ``done`` (the last step
+    gets the after-evaluation instead)."""
+    return bool(eval_every) and done % eval_every == 0 and done < steps
 
 
 class Trainer:
@@ -213,12 +220,24 @@ class Trainer:
             path.write_text("\n\n".join(result.dialogues) + "\n")
         return result.metrics
 
+    def draw_curves(self) -> None:
+        """``curves.png`` beside the metrics; a drawing failure only warns, as the run's
+        checkpoints and metrics are already written and the result must still be returned."""
+        if jax.process_index() != 0:
+            return
+        try:
+            path = plot_run(self.workdir)
+        except Exception as err:  # a plot must not cost the run its result
+            print(f"warning: training curves not drawn: {err!r}")
+        else:
+            print(f"training curves: {path}")
+
     def train(self) -> dict[str, Any]:
         c = self.config
         start = self.maybe_resume()
         before = None
-        # The after-evaluation is assumed to cost what the before-evaluation did (a resumed run
-        # measures none, and reserves nothing for it).
+        # An evaluation is assumed to cost what the latest one did, the before-evaluation or an
+        # in-training one (a resumed run reserves nothing until it has measured one).
         eval_s = 0.0
         if start == 0 and c.eval.before_after:
             t_eval = time.perf_counter()
@@ -243,19 +262,26 @@ class Trainer:
             bar.set_postfix(reward=f"{logs['reward/total']:.3f}", kl=f"{logs['kl']:.3f}")
             if c.train.save_every and done % c.train.save_every == 0:
                 self.save(done)
-            if c.train.eval_every and done % c.train.eval_every == 0 and done < c.train.steps:
+            mid_eval_s = 0.0
+            if evaluates_after(done, c.train.eval_every, c.train.steps):
+                t_eval = time.perf_counter()
                 self.evaluate(done, "eval")
+                mid_eval_s = eval_s = time.perf_counter() - t_eval
             now = time.perf_counter()
-            step_s, t_step = now - t_step, now
+            # A step's cost leaves out an in-training evaluation; the next step is charged one
+            # only when it will run one (as long as the latest evaluation took).
+            step_s, t_step = now - t_step - mid_eval_s, now
+            next_evaluates = evaluates_after(done + 1, c.train.eval_every, c.train.steps)
+            next_s = step_s + (eval_s if next_evaluates else 0.0)
             minutes = (now - t_start) / 60
             if done >= c.train.steps:
                 break
             if c.train.max_minutes and minutes > c.train.max_minutes:
                 print(f"stopping after {minutes:.1f} min (train.max_minutes) at step {done}")
                 break
-            if past_deadline(now - self.t_created, step_s, eval_s, c.train.deadline_minutes):
+            if past_deadline(now - self.t_created, next_s, eval_s, c.train.deadline_minutes):
                 print(
-                    f"stopping at step {done}: another step ({step_s:.0f} s) and the "
+                    f"stopping at step {done}: another step ({next_s:.0f} s) and the "
                     f"after-evaluation ({eval_s:.0f} s) would pass train.deadline_minutes "
                     f"({c.train.deadline_minutes:g}) of the job"
                 )
@@ -266,6 +292,7 @@ class Trainer:
         self.ckpt.wait()
         after = self.evaluate(final, "after") if c.eval.before_after else None
         self.writer.close()
+        self.draw_curves()
         return {"before": before, "after": after, "steps": final, "kl": kl_summary(c, recent_kl)}
 
 
