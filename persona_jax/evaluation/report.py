@@ -207,13 +207,21 @@ def markdown_agreement(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_turns(turns: Mapping[str, Mapping[str, list[dict]]], out_dir: str | Path) -> list[Path]:
-    """One PNG per group: each metric's mean outcome against the turn index, with its CI."""
+def headless_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg back end: plots are written to files on machines
+    without a display (CI, pod hosts), and matplotlib is imported only when a plot is drawn."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_turns(turns: Mapping[str, Mapping[str, list[dict]]], out_dir: str | Path) -> list[Path]:
+    """One PNG per group: each metric's mean outcome against the turn index, with its CI."""
+    plt = headless_pyplot()
     from matplotlib.ticker import MaxNLocator
 
     out_dir = Path(out_dir)

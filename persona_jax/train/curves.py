@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from persona_jax.evaluation.report import headless_pyplot
+from persona_jax.train.logging import METRICS_FILE
 
 REWARD_KEYS = ("reward/total", "reward/prompt_to_line", "reward/line_to_line", "reward/qa")
 # (evaluation metric, its persona-swap control): one colour per judge.
@@ -94,14 +96,9 @@ def _kl_budget(run_dir: Path) -> float | None:
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None, window: int = 5) -> Path:
     """Draw the run's curves into one PNG; returns its path."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = headless_pyplot()
     run_dir = Path(run_dir)
-    train, evals = read_metrics(run_dir / "metrics.jsonl")
+    train, evals = read_metrics(run_dir / METRICS_FILE)
     out = Path(out) if out else run_dir / "curves.png"
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     ax_r, ax_kl, ax_e, ax_t = axes.ravel()
@@ -146,11 +143,11 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, window: int = 5
     ax_e.set_xlabel("step")
     _legend(ax_e)
 
-    steps = [r["step"] for r in train if all(k in r for k in TIME_KEYS)]
-    if steps:
-        bottom = np.zeros(len(steps))
+    timed = [r for r in train if all(k in r for k in TIME_KEYS)]
+    if timed:
+        steps, bottom = [r["step"] for r in timed], np.zeros(len(timed))
         for key in TIME_KEYS:
-            y = np.array([r[key] for r in train if all(k in r for k in TIME_KEYS)])
+            y = np.array([r[key] for r in timed])
             ax_t.bar(steps, y, bottom=bottom, width=1.0, label=key[5:-2])
             bottom += y
     ax_t.set_title("wall time per step (s)")

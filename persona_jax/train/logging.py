@@ -8,6 +8,8 @@ from typing import Any
 
 import jax
 
+METRICS_FILE = "metrics.jsonl"  # one JSON object per logged step, appended across resumes
+
 
 class MetricWriter:
     def __init__(self, workdir: str | Path) -> None:
@@ -19,7 +21,7 @@ class MetricWriter:
 
             Path(workdir).mkdir(parents=True, exist_ok=True)
             self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
-            self._jsonl = open(Path(workdir) / "metrics.jsonl", "a")  # noqa: SIM115
+            self._jsonl = open(Path(workdir) / METRICS_FILE, "a")  # noqa: SIM115
 
     def write(self, step: int, metrics: dict[str, Any], prefix: str = "") -> None:
         if not self.primary:
