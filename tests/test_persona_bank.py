@@ -10,20 +10,19 @@ from typing import Any
 
 import pytest
 
+from persona_jax.data.partners import format_persona_prompt, load_partners
 from persona_jax.data.persona_bank import (
-    DATA_DIR,
     EVAL_EVERY,
     ROLES,
     Persona,
     PersonaBankError,
-    format_persona_prompt,
-    load_partners,
     load_personas,
     near_duplicate_pairs,
     parse_bank,
     required_facts,
     validate_bank_file,
 )
+from persona_jax.data.validation import DATA_DIR
 
 MIN_PERSONAS = 40
 NEAR_DUPLICATE_JACCARD = 0.5

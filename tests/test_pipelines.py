@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from persona_jax.data import pipelines
-from persona_jax.data.persona_bank import load_partners, load_personas
+from persona_jax.data.partners import load_partners
+from persona_jax.data.persona_bank import load_personas
 from persona_jax.judges.template import JudgeTemplate, build_judge_input
 
 

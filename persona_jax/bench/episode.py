@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from persona_jax.data.persona_bank import load_partners, load_personas
+from persona_jax.data.partners import load_partners
+from persona_jax.data.persona_bank import load_personas
 from persona_jax.data.pipelines import episode_records
 from persona_jax.envs import tokens as tk
 from persona_jax.envs.chat_format import ChatFormat

@@ -68,7 +68,8 @@ def bank_lines(n: int) -> tuple[list[LineContext], str]:
     """Lines made from the persona bank (no released data needed): each held-out persona
     with a sentence of another persona's description as its line, after the partner's
     opening."""
-    from persona_jax.data.persona_bank import ROLES, load_partners, load_personas
+    from persona_jax.data.partners import load_partners
+    from persona_jax.data.persona_bank import ROLES, load_personas
 
     partners = load_partners()
     personas = [p for role in ROLES for p in load_personas(role, "eval")]

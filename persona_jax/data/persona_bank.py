@@ -1,4 +1,4 @@
-"""Schema, loader and validator for the persona bank and the partner prompts.
+"""Schema, loader and validator for the persona bank.
 
 The bank is hand-written JSON (``personas/<role>.json``) so that it can be
 reviewed and extended without code changes. Because every reward, every
@@ -21,40 +21,41 @@ every other persona is ``train``. The rule is a function of the id alone, so
 adding personas never moves an existing one between splits (no evaluation
 persona leaks into training when the bank grows).
 
-``partners.json`` holds the simulated user's role prompt per role and the
-partner side of each dialogue (therapist, teacher, chat partner).
+The partner side of each dialogue (therapist, teacher, chat partner) and the
+simulated user's role prompt live in ``partners.json``: :mod:`persona_jax.data.partners`.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from persona_jax.data.validation import (
+    PersonaBankError,
+    check_document,
+    check_keys,
+    check_str,
+    check_str_list,
+    is_int,
+    read_json,
+    resolve,
+    type_name,
+)
+
 ROLES: tuple[str, ...] = ("patient", "student", "chat")
 """The simulated-user roles; each has one bank file ``<role>.json``."""
 
 SPLITS: tuple[str, ...] = ("train", "eval")
-SCHEMA_VERSION = 1
-DATA_DIR = Path(__file__).resolve().parent / "personas"
-"""Default location of the bank files, shipped as package data."""
-
-PARTNER_OF: dict[str, str] = {"patient": "therapist", "student": "teacher", "chat": "chat_partner"}
-"""Which partner (the non-simulated side of the dialogue) talks to each role."""
-
 EVAL_EVERY = 4
 DESCRIPTION_WORDS: tuple[int, int] = (60, 200)
 MIN_PROBES = 5
 OPTION_COUNTS: tuple[int, ...] = (4, 5)
 AGE_RANGE: tuple[int, int] = (5, 100)
 MIN_FIRST_PERSON_WORDS = 3
-MIN_OPENING_LINES = 10
-MIN_TEACHER_TOPICS = 30
 
 # Fact kinds: "str" (non-empty string), "int" (age), "list" (non-empty list of
 # non-empty strings).
@@ -79,20 +80,6 @@ _PROBE_KEYS = ("question", "options", "answer")
 _BANK_KEYS = ("role", "schema_version", "personas")
 _FIRST_PERSON = re.compile(r"\bI\b|\b(?i:me|my|mine|myself)\b")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
-
-
-class PersonaBankError(ValueError):
-    """A bank or partner file breaks the schema.
-
-    ``problems`` holds one line per problem (file: persona id: field: what is
-    wrong) so that an author fixing 40 personas sees every mistake at once.
-    """
-
-    def __init__(self, problems: str | Sequence[str]) -> None:
-        self.problems: tuple[str, ...] = (
-            (problems,) if isinstance(problems, str) else tuple(problems)
-        )
-        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -137,124 +124,6 @@ class Persona:
         return int(self.id.rsplit("-", 1)[1])
 
 
-@dataclass(frozen=True)
-class EducationTopic:
-    """A lesson the teacher partner can open a dialogue with."""
-
-    subject: str
-    topic: str
-    grade_level: str
-
-
-@dataclass(frozen=True)
-class PartnerSpec:
-    """Both sides of the prompt setup for one role.
-
-    Bundles the simulated user's role prompt (``user_prompt_template`` with a
-    ``{persona}`` slot) with the partner that talks to it, so an environment
-    needs a single lookup ``partners[persona.role]``.
-    """
-
-    role: str
-    partner: str
-    user_prompt_template: str
-    brevity_reminder: str
-    system_prompt: str
-    opening_lines: tuple[str, ...]
-    topics: tuple[EducationTopic, ...] = ()
-
-    def render_system_prompt(self, *, subject: str | None = None, grade: str | None = None) -> str:
-        """Partner system prompt; the teacher's needs ``subject`` and ``grade``."""
-        needed = _placeholders(self.system_prompt) or set()
-        given = {"subject": subject, "grade": grade}
-        missing = sorted(k for k in needed if given.get(k) is None)
-        if missing:
-            raise ValueError(f"{self.partner} system prompt needs {', '.join(missing)}")
-        return self.system_prompt.format(**{k: v for k, v in given.items() if k in needed})
-
-    def render_opening_line(self, index: int, *, topic: str | None = None) -> str:
-        """Partner's first line (``index`` wraps around); the teacher's needs ``topic``."""
-        line = self.opening_lines[index % len(self.opening_lines)]
-        if "topic" in (_placeholders(line) or set()):
-            if topic is None:
-                raise ValueError(f"{self.partner} opening line {index} needs a topic")
-            return line.format(topic=topic)
-        return line
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _placeholders(text: str) -> set[str] | None:
-    """Field names of a ``str.format`` template, or None if it is malformed
-    (a stray brace would otherwise crash ``format`` at training time)."""
-    try:
-        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-    except ValueError:
-        return None
-
-
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_str(value: Any, loc: str, problems: list[str]) -> bool:
-    if not isinstance(value, str):
-        problems.append(f"{loc}: expected a string, got {_type_name(value)}")
-        return False
-    if not value.strip():
-        problems.append(f"{loc}: must not be empty")
-        return False
-    return True
-
-
-def _check_str_list(value: Any, loc: str, problems: list[str]) -> bool:
-    if not isinstance(value, list):
-        problems.append(f"{loc}: expected a list of strings, got {_type_name(value)}")
-        return False
-    if not value:
-        problems.append(f"{loc}: must not be empty")
-        return False
-    return all([_check_str(item, f"{loc}[{k}]", problems) for k, item in enumerate(value)])
-
-
-def _check_keys(
-    obj: Mapping[str, Any], required: Sequence[str], loc: str, problems: list[str]
-) -> None:
-    """``loc`` is the prefix up to (not including) the key, e.g. ``f.json: id: facts.``."""
-    for key in required:
-        if key not in obj:
-            problems.append(f"{loc}{key}: missing")
-    for key in obj:
-        if key not in required:
-            problems.append(f"{loc}{key}: unknown field (expected one of {', '.join(required)})")
-
-
-def _resolve(path: str | Path | None, filename: str) -> Path:
-    if path is None:
-        return DATA_DIR / filename
-    path = Path(path)
-    return path / filename if path.is_dir() else path
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PersonaBankError(f"{path.name}: file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise PersonaBankError(
-            f"{path.name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-        ) from None
-
-
-# --------------------------------------------------------------------------- personas
-
-
 def required_facts(role: str) -> dict[str, str]:
     """Fact keys a persona of ``role`` must have, mapped to their kind."""
     return {**COMMON_FACTS, **ROLE_FACTS[role]}
@@ -267,21 +136,21 @@ def expected_split(number: int) -> str:
 
 def _parse_facts(facts: Any, role: str, loc: str, problems: list[str]) -> bool:
     if not isinstance(facts, dict):
-        problems.append(f"{loc}facts: expected an object, got {_type_name(facts)}")
+        problems.append(f"{loc}facts: expected an object, got {type_name(facts)}")
         return False
     before = len(problems)
     kinds = required_facts(role)
-    _check_keys(facts, tuple(kinds), f"{loc}facts.", problems)
+    check_keys(facts, tuple(kinds), f"{loc}facts.", problems)
     for key, kind in kinds.items():
         if key not in facts:
             continue
         value, where = facts[key], f"{loc}facts.{key}"
         if kind == "str":
-            _check_str(value, where, problems)
+            check_str(value, where, problems)
         elif kind == "list":
-            _check_str_list(value, where, problems)
-        elif not _is_int(value):
-            problems.append(f"{where}: expected an integer, got {_type_name(value)}")
+            check_str_list(value, where, problems)
+        elif not is_int(value):
+            problems.append(f"{where}: expected an integer, got {type_name(value)}")
         elif not AGE_RANGE[0] <= value <= AGE_RANGE[1]:
             problems.append(f"{where}: {value} is outside {AGE_RANGE[0]}..{AGE_RANGE[1]}")
     return len(problems) == before
@@ -289,14 +158,14 @@ def _parse_facts(facts: Any, role: str, loc: str, problems: list[str]) -> bool:
 
 def _parse_probe(raw: Any, loc: str, problems: list[str]) -> Probe | None:
     if not isinstance(raw, dict):
-        problems.append(f"{loc}: expected an object, got {_type_name(raw)}")
+        problems.append(f"{loc}: expected an object, got {type_name(raw)}")
         return None
     before = len(problems)
-    _check_keys(raw, _PROBE_KEYS, f"{loc}.", problems)
+    check_keys(raw, _PROBE_KEYS, f"{loc}.", problems)
     if "question" in raw:
-        _check_str(raw["question"], f"{loc}.question", problems)
+        check_str(raw["question"], f"{loc}.question", problems)
     options = raw.get("options")
-    options_ok = "options" in raw and _check_str_list(options, f"{loc}.options", problems)
+    options_ok = "options" in raw and check_str_list(options, f"{loc}.options", problems)
     if options_ok:
         if len(options) not in OPTION_COUNTS:
             counts = " or ".join(map(str, OPTION_COUNTS))
@@ -309,8 +178,8 @@ def _parse_probe(raw: Any, loc: str, problems: list[str]) -> Probe | None:
             seen.setdefault(norm, k)
     if "answer" in raw:
         answer = raw["answer"]
-        if not _is_int(answer):
-            problems.append(f"{loc}.answer: expected an integer, got {_type_name(answer)}")
+        if not is_int(answer):
+            problems.append(f"{loc}.answer: expected an integer, got {type_name(answer)}")
         elif options_ok and not 0 <= answer < len(options):
             problems.append(
                 f"{loc}.answer: {answer} is not an option index ({len(options)} options)"
@@ -322,7 +191,7 @@ def _parse_probe(raw: Any, loc: str, problems: list[str]) -> Probe | None:
 
 def _parse_probes(raw_probes: Any, loc: str, problems: list[str]) -> list[Probe]:
     if not isinstance(raw_probes, list):
-        problems.append(f"{loc}probes: expected a list, got {_type_name(raw_probes)}")
+        problems.append(f"{loc}probes: expected a list, got {type_name(raw_probes)}")
         return []
     if len(raw_probes) < MIN_PROBES:
         problems.append(f"{loc}probes: has {len(raw_probes)}; need at least {MIN_PROBES}")
@@ -349,7 +218,7 @@ def _parse_probes(raw_probes: Any, loc: str, problems: list[str]) -> list[Probe]
 def _check_description(
     description: Any, facts: Any, facts_ok: bool, loc: str, problems: list[str]
 ) -> None:
-    if not _check_str(description, f"{loc}description", problems):
+    if not check_str(description, f"{loc}description", problems):
         return
     words = len(description.split())
     low, high = DESCRIPTION_WORDS
@@ -374,13 +243,13 @@ def _parse_persona(
 ) -> Persona | None:
     """Check one persona; returns it, or None after recording its problems."""
     if not isinstance(raw, dict):
-        problems.append(f"{source}: personas[{index}]: expected an object, got {_type_name(raw)}")
+        problems.append(f"{source}: personas[{index}]: expected an object, got {type_name(raw)}")
         return None
     pid = raw.get("id")
     label = pid if isinstance(pid, str) and pid.strip() else f"personas[{index}]"
     loc = f"{source}: {label}: "
     before = len(problems)
-    _check_keys(raw, _PERSONA_KEYS, loc, problems)
+    check_keys(raw, _PERSONA_KEYS, loc, problems)
 
     number: int | None = None
     if "id" in raw:
@@ -456,16 +325,7 @@ def parse_bank(
     data: Any, source: str = "<memory>", expected_role: str | None = None
 ) -> list[Persona]:
     """Validate an already-decoded bank document; see :func:`validate_bank_file`."""
-    if not isinstance(data, dict):
-        raise PersonaBankError(f"{source}: expected a JSON object, got {_type_name(data)}")
-    problems: list[str] = []
-    _check_keys(data, _BANK_KEYS, f"{source}: ", problems)
-
-    version = data.get("schema_version")
-    if "schema_version" in data and (not _is_int(version) or version != SCHEMA_VERSION):
-        problems.append(
-            f"{source}: schema_version: {version!r}; this loader reads {SCHEMA_VERSION}"
-        )
+    problems = check_document(data, _BANK_KEYS, source)
 
     role = data.get("role")
     if role not in ROLES:
@@ -497,7 +357,7 @@ def validate_bank_file(path: str | Path) -> list[Persona]:
     a student file can never be loaded as patients by a path mix-up.
     """
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if path.stem not in ROLES:
         raise PersonaBankError(
             f"{path.name}: file name must be <role>.json with role one of {', '.join(ROLES)}"
@@ -517,7 +377,7 @@ def load_personas(
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    file = _resolve(path, f"{role}.json")
+    file = resolve(path, f"{role}.json")
     personas = validate_bank_file(file)
     if personas and personas[0].role != role:
         raise PersonaBankError(f"{file.name}: role: holds {personas[0].role!r}, asked for {role!r}")
@@ -527,9 +387,6 @@ def load_personas(
 def load_all_personas(split: str | None = None, path: str | Path | None = None) -> list[Persona]:
     """Personas of every role, in ``ROLES`` order."""
     return [p for role in ROLES for p in load_personas(role, split=split, path=path)]
-
-
-# --------------------------------------------------------------------------- diversity
 
 
 def description_shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
@@ -561,152 +418,3 @@ def near_duplicate_pairs(
         if (score := jaccard(sh_a, sh_b)) >= threshold
     ]
     return sorted(pairs, key=lambda pair: -pair[2])
-
-
-# --------------------------------------------------------------------------- partners
-
-
-def _placeholder_check(text: str, expected: set[str], loc: str, problems: list[str]) -> None:
-    found = _placeholders(text)
-    if found is None:
-        problems.append(f"{loc}: malformed braces; write literal braces as '{{{{' and '}}}}'")
-    elif found != expected:
-        want = ", ".join(f"{{{name}}}" for name in sorted(expected)) or "no placeholders"
-        have = ", ".join(f"{{{name}}}" for name in sorted(found)) or "none"
-        problems.append(f"{loc}: placeholders are {have}; expected {want}")
-
-
-def _check_opening_lines(
-    value: Any, expected: set[str], loc: str, problems: list[str]
-) -> tuple[str, ...]:
-    if not _check_str_list(value, loc, problems):
-        return ()
-    if len(value) < MIN_OPENING_LINES:
-        problems.append(f"{loc}: has {len(value)}; need at least {MIN_OPENING_LINES}")
-    seen: set[str] = set()
-    for k, line in enumerate(value):
-        _placeholder_check(line, expected, f"{loc}[{k}]", problems)
-        if line in seen:
-            problems.append(f"{loc}[{k}]: duplicate opening line")
-        seen.add(line)
-    return tuple(value)
-
-
-def _check_topics(value: Any, loc: str, problems: list[str]) -> tuple[EducationTopic, ...]:
-    if not isinstance(value, list):
-        problems.append(f"{loc}: expected a list, got {_type_name(value)}")
-        return ()
-    if len(value) < MIN_TEACHER_TOPICS:
-        problems.append(f"{loc}: has {len(value)}; need at least {MIN_TEACHER_TOPICS}")
-    keys = ("subject", "topic", "grade_level")
-    topics: list[EducationTopic] = []
-    seen: set[tuple[str, str]] = set()
-    for k, raw in enumerate(value):
-        where = f"{loc}[{k}]"
-        if not isinstance(raw, dict):
-            problems.append(f"{where}: expected an object, got {_type_name(raw)}")
-            continue
-        before = len(problems)
-        _check_keys(raw, keys, f"{where}.", problems)
-        for key in keys:
-            if key in raw:
-                _check_str(raw[key], f"{where}.{key}", problems)
-        if len(problems) != before:
-            continue
-        ident = (raw["subject"].casefold(), raw["topic"].casefold())
-        if ident in seen:
-            problems.append(f"{where}: duplicate topic {raw['subject']}/{raw['topic']}")
-        seen.add(ident)
-        topics.append(EducationTopic(raw["subject"], raw["topic"], raw["grade_level"]))
-    return tuple(topics)
-
-
-def parse_partners(data: Any, source: str = "<memory>") -> dict[str, PartnerSpec]:
-    """Validate an already-decoded partners document; see :func:`load_partners`."""
-    if not isinstance(data, dict):
-        raise PersonaBankError(f"{source}: expected a JSON object, got {_type_name(data)}")
-    problems: list[str] = []
-    top = ("schema_version", "brevity_reminder", "simulated_user", *PARTNER_OF.values())
-    _check_keys(data, top, f"{source}: ", problems)
-    version = data.get("schema_version")
-    if "schema_version" in data and (not _is_int(version) or version != SCHEMA_VERSION):
-        problems.append(
-            f"{source}: schema_version: {version!r}; this loader reads {SCHEMA_VERSION}"
-        )
-    reminder = data.get("brevity_reminder")
-    if "brevity_reminder" in data and _check_str(reminder, f"{source}: brevity_reminder", problems):
-        _placeholder_check(reminder, set(), f"{source}: brevity_reminder", problems)
-
-    templates = data.get("simulated_user")
-    if not isinstance(templates, dict):
-        problems.append(f"{source}: simulated_user: expected an object keyed by role")
-        templates = {}
-    else:
-        _check_keys(templates, ROLES, f"{source}: simulated_user.", problems)
-    for role in ROLES:
-        where = f"{source}: simulated_user.{role}"
-        if role in templates and _check_str(templates[role], where, problems):
-            _placeholder_check(templates[role], {"persona"}, where, problems)
-
-    specs: dict[str, PartnerSpec] = {}
-    for role, partner in PARTNER_OF.items():
-        raw = data.get(partner)
-        loc = f"{source}: {partner}"
-        if not isinstance(raw, dict):
-            if partner in data:
-                problems.append(f"{loc}: expected an object, got {_type_name(raw)}")
-            continue
-        is_teacher = partner == "teacher"
-        keys = ("system_prompt", "opening_lines", *(("topics",) if is_teacher else ()))
-        _check_keys(raw, keys, f"{loc}.", problems)
-        prompt = raw.get("system_prompt")
-        if "system_prompt" in raw and _check_str(prompt, f"{loc}.system_prompt", problems):
-            expected = {"subject", "grade"} if is_teacher else set()
-            _placeholder_check(prompt, expected, f"{loc}.system_prompt", problems)
-        lines: tuple[str, ...] = ()
-        if "opening_lines" in raw:
-            expected = {"topic"} if is_teacher else set()
-            lines = _check_opening_lines(
-                raw["opening_lines"], expected, f"{loc}.opening_lines", problems
-            )
-        topics: tuple[EducationTopic, ...] = ()
-        if is_teacher and "topics" in raw:
-            topics = _check_topics(raw["topics"], f"{loc}.topics", problems)
-        if isinstance(prompt, str) and isinstance(templates.get(role), str):
-            specs[role] = PartnerSpec(
-                role=role,
-                partner=partner,
-                user_prompt_template=templates[role],
-                brevity_reminder=reminder if isinstance(reminder, str) else "",
-                system_prompt=prompt,
-                opening_lines=lines,
-                topics=topics,
-            )
-    if problems:
-        raise PersonaBankError(problems)
-    return specs
-
-
-def load_partners(path: str | Path | None = None) -> dict[str, PartnerSpec]:
-    """Validated partner specs keyed by role (``"patient"`` -> therapist, ...).
-
-    ``path`` may be ``partners.json`` or the directory holding it.
-    """
-    file = _resolve(path, "partners.json")
-    return parse_partners(_read_json(file), source=file.name)
-
-
-def format_persona_prompt(
-    persona: Persona, partners: Mapping[str, PartnerSpec], *, brevity_reminder: bool = True
-) -> str:
-    """The simulated user's system prompt: the role template filled with the
-    persona's first-person description, plus the brevity reminder (long turns
-    drift from the persona and crowd the partner's context)."""
-    try:
-        spec = partners[persona.role]
-    except KeyError:
-        raise KeyError(f"no partner spec for role {persona.role!r} ({persona.id})") from None
-    text = spec.user_prompt_template.format(persona=persona.description.strip())
-    if brevity_reminder and spec.brevity_reminder:
-        text = f"{text}\n\n{spec.brevity_reminder}"
-    return text

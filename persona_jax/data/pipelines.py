@@ -14,7 +14,8 @@ from typing import Any
 import grain
 import numpy as np
 
-from persona_jax.data.persona_bank import PartnerSpec, Persona, format_persona_prompt
+from persona_jax.data.partners import PartnerSpec, format_persona_prompt
+from persona_jax.data.persona_bank import Persona
 from persona_jax.judges.template import Encoder, JudgeTemplate, build_judge_input
 
 DEFAULT_BUCKETS = (128, 256, 384, 512, 768, 1024)

@@ -11,7 +11,8 @@ import jax
 from flax import nnx
 from ml_collections import ConfigDict
 
-from persona_jax.data.persona_bank import ROLES, PartnerSpec, Persona, load_partners, load_personas
+from persona_jax.data.partners import PartnerSpec, load_partners
+from persona_jax.data.persona_bank import ROLES, Persona, load_personas
 from persona_jax.envs.chat_format import ChatFormat
 from persona_jax.envs.episode import EpisodeSpec
 from persona_jax.envs.inputs import InputWidths
