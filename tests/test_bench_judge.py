@@ -67,3 +67,40 @@ def test_bench_judge_both_verdicts_warms_up_the_line_to_line_prompts(
     assert result["verdicts"] == "both" and result["lines"] == 5
     assert result["llm_l2l_asked"] == 2  # only the two lines with an earlier own line
     assert result["llm_compilations_in_timed_pass"] == 0
+
+
+def test_bench_judge_compares_a_shallower_judge_against_the_same_llm_run(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--compare DIR`: another judge timed on the same lines, divided by the same LLM run."""
+    _asset_or_skip()
+    import jax
+
+    from persona_jax.evaluation.factory import load_base
+    from persona_jax.judges.distilled import JudgeConfig, init_head, save_judge
+
+    base = load_base("", tiny=True, seed=0)
+    jc = JudgeConfig(
+        num_layers=1,
+        hidden=8,
+        max_len=128,
+        base_vocab_size=base.config.vocab_size,
+        base_hidden_size=base.config.hidden_size,
+    )
+    save_judge(tmp_path / "one_layer", jc, init_head(jc, jax.random.key(3)))
+    argv = ["--model", "tiny", "--lines", "3", "--batch", "2", "--llm_batch", "2"]
+    argv += ["--max_new_tokens", "4", "--repeats", "1", "--compare", str(tmp_path / "one_layer")]
+    assert bench.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (other,) = result["compared"]
+    assert other["judge"] == str(tmp_path / "one_layer") and other["num_layers"] == 1
+    assert other["ratio"] == pytest.approx(
+        other["distilled_lines_s"] / result["llm_lines_s"], rel=1e-2
+    )
+    assert other["target_met"] == (other["ratio"] >= 100)
+
+
+def test_bench_judge_compare_needs_a_judge_there(tmp_path) -> None:
+    _asset_or_skip()
+    with pytest.raises(FileNotFoundError, match=r"no judge_config\.json"):
+        bench.main(["--model", "tiny", "--lines", "2", "--compare", str(tmp_path)])

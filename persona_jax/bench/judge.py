@@ -2,7 +2,7 @@
 
     python -m persona_jax.bench judge [--lines 64] [--model smollm2|tiny|PATH]
         [--judge_dir DIR] [--batch 32] [--llm_batch 8] [--max_new_tokens 160]
-        [--verdicts p2l|both]
+        [--verdicts p2l|both] [--compare OTHER_JUDGE_DIR ...]
 
 Both judges read the same lines on the same device in the same run: by default lines of the
 release's held-out test split (``$PERSONA_JAX_CONSISTENT_LLMS_DIR``), or, without the data,
@@ -21,6 +21,9 @@ that compiles every shape the timed pass uses (the LLM's warm-up runs one batch 
 for the line-to-line verdict of every line with an earlier line of its speaker, as the RL
 reward uses both. The distilled judge gives both from one forward either way; the LLM judge
 needs a second prompt per line, so ``both`` measures the cost of the reward's actual question.
+
+``--compare DIR`` (repeatable) times more distilled judges on the same lines and divides each
+by the same LLM run: a trade-off of layers against cost in one measurement.
 
 Without a shipped judge (or with ``--model tiny``) the distilled side runs a random head of
 the shipped architecture: its speed is the judge's, its verdicts mean nothing, and the output
@@ -91,9 +94,14 @@ def bank_lines(n: int) -> tuple[list[LineContext], str]:
     return out, "persona bank (no released data found)"
 
 
-def _load(model: str, judge_dir: str | None, seed: int):
-    """(base, judge, head_note): the base model and the distilled judge over it."""
+def _load_base(model: str, seed: int):
     from persona_jax.evaluation.factory import load_base
+
+    return load_base("" if model in ("smollm2", "tiny") else model, tiny=model == "tiny", seed=seed)
+
+
+def _load_judge(base, judge_dir: str | None, seed: int):
+    """(judge, head_note): a distilled judge over ``base`` (the shipped one by default)."""
     from persona_jax.judges.distilled import (
         JudgeConfig,
         check_base,
@@ -103,7 +111,6 @@ def _load(model: str, judge_dir: str | None, seed: int):
     )
     from persona_jax.train.setup import Judge
 
-    base = load_base("" if model in ("smollm2", "tiny") else model, tiny=model == "tiny", seed=seed)
     path = Path(judge_dir) if judge_dir else SHIPPED_DIR
     note = ""
     if (path / "judge_config.json").is_file():
@@ -134,7 +141,7 @@ def _load(model: str, judge_dir: str | None, seed: int):
         source = "random head"
         note = f"RANDOM HEAD of the shipped architecture: {note}; speed only, verdicts meaningless"
     bcfg, backbone = judge_backbone(jcfg, path, base.config, base.params)
-    return base, Judge(jcfg, bcfg, backbone, head, source), note
+    return Judge(jcfg, bcfg, backbone, head, source), note
 
 
 def _best(fn: Callable[[], Any], repeats: int) -> float:
@@ -219,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         "--model", default="smollm2", help="smollm2 (default asset), tiny (random), or a path"
     )
     parser.add_argument("--judge_dir", default=None, help="default: the shipped judge")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another distilled judge, timed on the same lines against the same LLM run "
+        "(repeatable), e.g. one with fewer base layers",
+    )
     parser.add_argument("--batch", type=int, default=32, help="distilled judge batch")
     parser.add_argument("--llm_batch", type=int, default=8, help="LLM judge prompts per call")
     parser.add_argument("--max_new_tokens", type=int, default=160)
@@ -248,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
 
     found = released_lines(args.lines, args.seed)
     contexts, origin = found if found is not None else bank_lines(args.lines)
-    base, judge, note = _load(args.model, args.judge_dir, args.seed)
+    base = _load_base(args.model, args.seed)
+    judge, note = _load_judge(base, args.judge_dir, args.seed)
+    others = [_load_judge(base, path, args.seed)[0] for path in args.compare]
     thresholds = judge_thresholds(None if note else judge.source)
     distilled = DistilledLineJudge(judge, base.tokenizer, thresholds, batch_size=args.batch)
     sampler = Sampler(base.config, base.params, base.tokenizer)
@@ -270,6 +287,17 @@ def main(argv: list[str] | None = None) -> int:
         f"distilled: {d['text_lines_s']:10.1f} lines/s from text (best of {args.repeats}); "
         f"{d['ids_lines_s']:.1f} lines/s from token ids (as in the RL step)"
     )
+    compared = []
+    for other in others:
+        line_judge = DistilledLineJudge(
+            other, base.tokenizer, judge_thresholds(other.source), batch_size=args.batch
+        )
+        c = bench_distilled(line_judge, contexts, args.repeats, both)
+        compared.append({"judge": other.source, "num_layers": other.cfg.num_layers, **c})
+        print(
+            f"  compare: {c['text_lines_s']:10.1f} lines/s from text, {c['ids_lines_s']:.1f} "
+            f"from token ids: {other.source} ({other.cfg.num_layers} base layers)"
+        )
     g = bench_llm(llm, sampler, contexts, args.llm_batch, args.max_batch_tokens, both)
     l2l_note = f"; line-to-line {g['l2l_unparsed']}/{g['l2l_asked']} unreadable" if both else ""
     print(
@@ -281,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     target = f"target >= {TARGET_RATIO:.0f}x: {verdict}"
     print(f"ratio:     {ratio:.1f}x, {args.verdicts} verdicts ({target})")
+    for c in compared:
+        c["ratio"] = c["text_lines_s"] / g["lines_s"]
+        print(f"  compare: {c['ratio']:.1f}x, {c['judge']}")
     result = {
         "bench": "judge",
         "lines": len(contexts),
@@ -288,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": base.description,
         "device": _device(),
         "distilled_judge": judge.source,
+        "distilled_layers": judge.cfg.num_layers,
         "random_head": bool(note),
         "distilled_lines_s": round(d["text_lines_s"], 2),
         "distilled_ids_lines_s": round(d["ids_lines_s"], 2),
@@ -305,6 +337,17 @@ def main(argv: list[str] | None = None) -> int:
         "max_new_tokens": args.max_new_tokens,
         "max_batch_tokens": args.max_batch_tokens,
         "repeats": args.repeats,
+        "compared": [
+            {
+                "judge": c["judge"],
+                "num_layers": c["num_layers"],
+                "distilled_lines_s": round(c["text_lines_s"], 2),
+                "distilled_ids_lines_s": round(c["ids_lines_s"], 2),
+                "ratio": round(c["ratio"], 2),
+                "target_met": bool(c["ratio"] >= TARGET_RATIO),
+            }
+            for c in compared
+        ],
     }
     print(json.dumps(result))
     return 0
