@@ -12,7 +12,7 @@
 # from TOKENIZER_DIR (a HF directory, weights not needed; default: the fetched asset).
 # PERSONA_JAX_SMALL=1 shrinks every size so the script itself can be checked on a CPU.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${1:?usage: bench_all.sh OUT_DIR [TOKENIZER_DIR]}
 tok=${2:-}
 mkdir -p "$out"

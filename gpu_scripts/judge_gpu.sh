@@ -3,7 +3,8 @@
 #   1. fine-tune the adapter judges from a pack (distill_judge.py --mode=finetune): the sweep,
 #      selection on validation, test once, judges written to OUT_DIR/judge_lora/{all,half_b}
 #      (copy them over persona_jax/judges/shipped and shipped_eval to ship them);
-#   2. judge cost: distilled judge against the local LLM judge on the same lines, same GPU.
+#   2. judge cost: the new reward judge (and the shipped one beside it) against the local LLM
+#      judge on the same lines, same GPU.
 #
 #   gpu_scripts/judge_gpu.sh OUT_DIR PACK [FINETUNE_SECONDS] [BENCH_SECONDS]
 #
@@ -13,7 +14,7 @@
 # without the release here the cost benchmark reads lines made from the persona bank.
 # Extra `--config.x=y` overrides of the fine-tune run go in $FINETUNE_ARGS.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${1:?usage: judge_gpu.sh OUT_DIR PACK [FINETUNE_SECONDS] [BENCH_SECONDS]}
 pack=${2:?usage: judge_gpu.sh OUT_DIR PACK [FINETUNE_SECONDS] [BENCH_SECONDS]}
 t_ft=${3:-900}
@@ -35,7 +36,12 @@ echo "finetune rc=$?"
 grep -E "epoch [0-9]+:|budget|^\{" "$out/finetune.log" | tail -n 30
 
 echo "== judge cost ($(date +%T)), limit ${t_bench}s"
+# The freshly trained reward judge, with the shipped one timed beside it on the same lines.
+judge_args=()
+if [ -f "$out/judge_lora/all/judge_config.json" ]; then
+  judge_args=(--judge_dir "$out/judge_lora/all" --compare persona_jax/judges/shipped)
+fi
 timeout "$t_bench" "$py" -m persona_jax.bench judge --lines "${BENCH_LINES:-256}" \
-  --batch 64 --llm_batch "${LLM_BATCH:-64}" >"$out/bench_judge.log" 2>&1
+  --batch 64 --llm_batch "${LLM_BATCH:-64}" "${judge_args[@]}" >"$out/bench_judge.log" 2>&1
 echo "bench rc=$?"
 grep -v "Loading weights" "$out/bench_judge.log" | tail -n 12

@@ -579,6 +579,8 @@ def test_slurm_script_refuses_to_run_outside_a_job_or_without_workdir(tmp_path):
 # ------------------------------------------------------------------------------ all scripts
 
 SCRIPTS = [POD, LAUNCH, SBATCH]
+# One-GPU job scripts: `set -u` only, so that one failed step does not stop the next.
+GPU_JOBS = [REPO / "gpu_scripts" / "judge_gpu.sh", REPO / "gpu_scripts" / "bench_all.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -590,9 +592,18 @@ def test_scripts_parse_and_are_executable(script):
     assert "set -euo pipefail" in script.read_text()
 
 
+@pytest.mark.parametrize("script", GPU_JOBS, ids=lambda p: p.name)
+def test_gpu_job_scripts_parse_and_are_executable(script):
+    assert os.access(script, os.X_OK)
+    r = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "set -u\n" in script.read_text()
+
+
 @pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed")
 def test_shellcheck_clean():
-    r = subprocess.run([SHELLCHECK, *map(str, SCRIPTS)], capture_output=True, text=True, timeout=60)
+    scripts = [*map(str, SCRIPTS + GPU_JOBS)]
+    r = subprocess.run([SHELLCHECK, *scripts], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
 
 
