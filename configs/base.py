@@ -79,6 +79,8 @@ def get_base_config() -> ConfigDict:
     c.rl.adaptive_kl = False
     c.rl.kl_target = 0.05
     c.rl.kl_horizon = 1000.0
+    c.rl.kl_coef_min = 0.0  # bounds of the adaptive coefficient
+    c.rl.kl_coef_max = 1e6
     c.rl.kl_budget = 5.0  # the result says whether the last steps' mean episode KL stays within it
     c.rl.whiten_advantages = True
     c.rl.recompute_old_logprobs = False  # True: a fresh forward instead of the sampler's

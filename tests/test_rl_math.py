@@ -129,3 +129,29 @@ def test_kl_estimators_and_entropy():
     np.testing.assert_allclose(np.asarray(losses.kl_estimate(lp, rp, "k1")), lp - rp, atol=1e-6)
     with pytest.raises(ValueError, match="unknown KL"):
         losses.kl_estimate(lp, rp, "k9")
+
+
+def test_adaptive_kl_coef_moves_toward_target_within_bounds():
+    coef = 0.1
+    # Under the target the coefficient shrinks, over it grows, by at most 20% x n_steps/horizon.
+    assert float(losses.adaptive_kl_coef(coef, 1.0, target=2.0, horizon=10.0, n_steps=5)) == (
+        pytest.approx(0.1 * (1 - 0.2 * 0.5))
+    )
+    assert float(losses.adaptive_kl_coef(coef, 2.2, target=2.0, horizon=10.0, n_steps=5)) == (
+        pytest.approx(0.1 * (1 + 0.1 * 0.5))
+    )
+    # Many steps under the target: the unbounded controller decays towards 0, the floor holds.
+    free, floored = coef, coef
+    for _ in range(50):
+        free = losses.adaptive_kl_coef(free, 0.0, target=2.0, horizon=8.0, n_steps=8)
+        floored = losses.adaptive_kl_coef(
+            floored, 0.0, target=2.0, horizon=8.0, n_steps=8, min_coef=0.05, max_coef=0.3
+        )
+    assert float(free) < 1e-5
+    assert float(floored) == pytest.approx(0.05)
+    high = coef
+    for _ in range(50):
+        high = losses.adaptive_kl_coef(
+            high, 100.0, target=2.0, horizon=8.0, n_steps=8, min_coef=0.05, max_coef=0.3
+        )
+    assert float(high) == pytest.approx(0.3)

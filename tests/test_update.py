@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import jax
 import numpy as np
@@ -62,6 +63,27 @@ def test_every_algorithm_updates(rl):
         lambda a, b: float(np.abs(a - b).max()), new.params["policy"], state.params["policy"]
     )
     assert max(jax.tree.leaves(delta)) > 0
+
+
+def test_adaptive_kl_coefficient_respects_its_floor():
+    """The update's controller keeps the coefficient at ``kl_coef_min`` when the KL is far
+    under its target (unbounded, the same step would shrink it by 20%)."""
+    common = dict(algorithm="ppo", kl_in_reward=False, adaptive_kl=True, kl_coef=0.1)
+    common.update(kl_target=1e6, kl_horizon=float(make_batch().sequence.shape[0]))
+    params = Llama(CFG, rngs=nnx.Rngs(0)).params()
+    coefs = {}
+    for floor in (0.0, 0.1):
+        rl = RLConfig(**common, kl_coef_min=floor)
+        state, tx = init_train_state(rl, CFG, params, seed=0)
+        step = jax.jit(partial(update, ref_params=params, cfg=CFG, rl=rl, tx=tx))
+        new, _ = step(state, make_batch())
+        coefs[floor] = float(new.kl_coef)
+    assert coefs[0.0] == pytest.approx(0.08, rel=1e-5)
+    assert coefs[0.1] == pytest.approx(0.1, rel=1e-5)
+    with pytest.raises(ValueError, match="kl_coef_min <= kl_coef_max"):
+        RLConfig(kl_coef_min=0.5, kl_coef_max=0.1)
+    with pytest.raises(ValueError, match="outside"):
+        RLConfig(**{**common, "kl_coef_min": 0.2})
 
 
 def test_policy_gradient_raises_logprob_of_rewarded_tokens():

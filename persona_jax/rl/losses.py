@@ -86,8 +86,17 @@ def reinforce_loss(
 
 
 def adaptive_kl_coef(
-    coef: jax.Array, observed_kl: jax.Array, *, target: float, horizon: float, n_steps: float
+    coef: jax.Array,
+    observed_kl: jax.Array,
+    *,
+    target: float,
+    horizon: float,
+    n_steps: float,
+    min_coef: float = 0.0,
+    max_coef: float = float("inf"),
 ) -> jax.Array:
-    """Proportional KL controller (Ziegler et al. 2019): move the coefficient toward the target."""
+    """Proportional KL controller (Ziegler et al. 2019): move the coefficient toward the target,
+    kept within [min_coef, max_coef] (the multiplicative update alone can decay to ~0 while the
+    KL sits under its target, and then needs many steps to climb back when it overshoots)."""
     error = jnp.clip(observed_kl / target - 1.0, -0.2, 0.2)
-    return coef * (1.0 + error * n_steps / horizon)
+    return jnp.clip(coef * (1.0 + error * n_steps / horizon), min_coef, max_coef)

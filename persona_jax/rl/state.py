@@ -35,6 +35,11 @@ class RLConfig:
     adaptive_kl: bool = False
     kl_target: float = 0.05
     kl_horizon: float = 1000.0
+    # Bounds of the adaptive coefficient: a floor keeps a KL that sits below its target for a
+    # while from letting the coefficient decay to nothing (the policy then overshoots the
+    # budget before the controller can climb back); a ceiling bounds the pull back.
+    kl_coef_min: float = 0.0
+    kl_coef_max: float = 1e6
     whiten_advantages: bool = True
     recompute_old_logprobs: bool = False
     epochs: int = 1
@@ -55,6 +60,16 @@ class RLConfig:
             raise ValueError(f"{self.algorithm} needs group_size >= 2, got {self.group_size}")
         if self.critic not in ("shared", "separate"):
             raise ValueError(f"critic must be 'shared' or 'separate', got {self.critic!r}")
+        if not 0.0 <= self.kl_coef_min <= self.kl_coef_max:
+            raise ValueError(
+                f"need 0 <= kl_coef_min <= kl_coef_max, got {self.kl_coef_min} and "
+                f"{self.kl_coef_max}"
+            )
+        if self.adaptive_kl and not self.kl_coef_min <= self.kl_coef <= self.kl_coef_max:
+            raise ValueError(
+                f"kl_coef {self.kl_coef} is outside [kl_coef_min, kl_coef_max] = "
+                f"[{self.kl_coef_min}, {self.kl_coef_max}]"
+            )
         if self.baseline not in ("moving", "learned"):
             raise ValueError(f"baseline must be 'moving' or 'learned', got {self.baseline!r}")
 

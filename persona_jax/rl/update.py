@@ -185,7 +185,13 @@ def update(
     kl_coef = state.kl_coef
     if rl.adaptive_kl:
         kl_coef = losses.adaptive_kl_coef(
-            kl_coef, jnp.mean(episode_kl), target=rl.kl_target, horizon=rl.kl_horizon, n_steps=b
+            kl_coef,
+            jnp.mean(episode_kl),
+            target=rl.kl_target,
+            horizon=rl.kl_horizon,
+            n_steps=b,
+            min_coef=rl.kl_coef_min,
+            max_coef=rl.kl_coef_max,
         )
     metrics = {k: jnp.mean(v) for k, v in infos.items()}
     metrics.update(
