@@ -13,6 +13,7 @@ from persona_jax.metrics.agreement import (
     confusion,
     f1_inconsistent,
     summary,
+    within_group_kappa,
 )
 
 # 10 items: tp=3, fp=1, fn=2, tn=4.
@@ -70,3 +71,46 @@ def test_bootstrap_ci_brackets_the_estimate_and_widens_with_fewer_groups():
     glo, ghi = bootstrap_ci(truth, pred, few, n_boot=300)
     assert glo <= k <= ghi
     assert math.isnan(bootstrap_ci([], [], n_boot=10)[0])
+
+
+def test_within_task_kappa_gives_no_credit_for_task_base_rates():
+    """A rater that says 'inconsistent' for every line of one task and 'consistent' for every
+    line of the other agrees well pooled, but tells no lines apart within a task."""
+    truth_a, pred_a = [1, 1, 1, 0], [1, 1, 1, 1]  # task a: mostly inconsistent, all flagged
+    truth_b, pred_b = [0, 0, 0, 1], [0, 0, 0, 0]  # task b: mostly consistent, none flagged
+    pooled = cohen_kappa(truth_a + truth_b, pred_a + pred_b)
+    # p_o = 6/8; p_truth = 1/2, p_pred = 1/2 -> p_e = 1/2; kappa = 0.5.
+    assert pooled == pytest.approx(0.5)
+    groups = {
+        "a": summary(truth_a, pred_a),
+        "b": summary(truth_b, pred_b),
+        "c": summary([0, 0], [0, 0]),  # undefined: left out, named
+    }
+    w = within_group_kappa(groups)
+    assert w["kappa"] == pytest.approx(0.0) and w["n"] == 8
+    assert w["groups"] == ["a", "b"] and w["undefined"] == ["c"]
+    # Weighted by n: a group of 4 with kappa 0.4 and a group of 2 with kappa -1.
+    w = within_group_kappa(
+        {"x": {"n": 4, "kappa": 0.4}, "y": {"n": 2, "kappa": -1.0}, "z": {"n": 0, "kappa": 0.0}}
+    )
+    assert w["kappa"] == pytest.approx((4 * 0.4 - 2) / 6) and w["undefined"] == ["z"]
+    assert math.isnan(within_group_kappa({})["kappa"])
+
+
+def test_judge_report_table_has_the_within_task_row():
+    from persona_jax.judges.report import metrics_table
+
+    def block(kappa: float, n: int) -> dict:
+        return {"n": n, "kappa": kappa, "accuracy": 0.9, "f1": 0.5, "base_rate": 0.2,
+                "pred_rate": 0.2, "personas": 2}  # fmt: skip
+
+    table = metrics_table(
+        {
+            "chatting": {"prompt_to_line": block(0.6, 300)},
+            "therapy": {"prompt_to_line": block(0.0, 100)},
+            "all": {"prompt_to_line": block(0.7, 400)},
+        }
+    )
+    row = next(r for r in table.splitlines() if r.startswith("| within task"))
+    assert "| prompt_to_line | 400 |" in row and "0.450" in row  # (0.6 x 300 + 0) / 400
+    assert "line_to_line" not in table

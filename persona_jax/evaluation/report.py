@@ -188,6 +188,20 @@ def markdown_agreement(results: Mapping[str, Any]) -> str:
                 f"{_fmt(s['f1'])} | {_fmt(s['base_rate'])} | {_fmt(s['pred_rate'])} | "
                 f"{s['n_unparsed']} |"
             )
+    within = results.get("within_task")
+    if within:
+        lines += [
+            "",
+            "Within-task kappa (per-task kappas weighted by n; no credit for knowing the "
+            "task's base rate):",
+            "",
+        ]
+        for kind, w in within.items():
+            undefined = f"; undefined for {', '.join(w['undefined'])}" if w["undefined"] else ""
+            lines.append(
+                f"- {kind}: {_fmt(w['kappa'])} over {w['n']} lines of "
+                f"{', '.join(w['groups']) or 'no task'}{undefined}"
+            )
     swap = results.get("swap_control")
     if swap:
         lines += [

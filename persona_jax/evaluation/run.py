@@ -34,6 +34,7 @@ from persona_jax.evaluation.factory import (
 )
 from persona_jax.evaluation.judging import LLMLineJudge
 from persona_jax.evaluation.scoring import score_dialogues
+from persona_jax.metrics.agreement import within_group_kappa
 
 KINDS = ("metrics", "agreement")
 DEFINITIONS = {
@@ -228,6 +229,10 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
         swap = agr.swap_control(
             lines, verdicts, judge, chunk_size=c.chunk_size, progress=c.progress
         )
+    within = {
+        kind: within_group_kappa({t: s for t, s in per_task.items() if t != "all"})
+        for kind, per_task in table.items()
+    }
     notes = [
         "truth: the release's stored verdicts read by the strict parsers, polarity resolved per "
         "file; line-to-line truth is 'conflicts with at least one earlier line of the speaker'",
@@ -261,6 +266,7 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
         "seconds": seconds,
         "lines_per_second": len(lines) / seconds if seconds > 0 else None,
         "agreement": table,
+        "within_task": within,
         "swap_control": swap,
         "judge_stats": _judge_stats(judge),
         "notes": notes,
@@ -290,6 +296,8 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
             "split": c.split,
             "kappa_prompt_to_line": p2l["kappa"],
             "kappa_line_to_line": l2l["kappa"],
+            "kappa_prompt_to_line_within_task": within["prompt_to_line"]["kappa"],
+            "kappa_line_to_line_within_task": within["line_to_line"]["kappa"],
             "accuracy_prompt_to_line": p2l["accuracy"],
             "accuracy_line_to_line": l2l["accuracy"],
             "f1_prompt_to_line": p2l["f1"],

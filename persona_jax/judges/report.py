@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from persona_jax.metrics.agreement import within_group_kappa
+
 HEADS = ("prompt_to_line", "line_to_line")
 ROWS = ("chatting", "education", "therapy", "all")
 
@@ -22,7 +24,8 @@ def _f(x: float, digits: int = 3) -> str:
 
 
 def metrics_table(block: dict[str, Any]) -> str:
-    """One row per task and head: n, base rate, kappa [95% CI], accuracy, F1."""
+    """One row per task and head: n, base rate, kappa [95% CI], accuracy, F1; then per head the
+    within-task kappa, which gives no credit for knowing a task's base rate."""
     lines = [
         "| task | head | n (personas) | 70B inconsistent | judge inconsistent | kappa [95% CI] "
         "| accuracy | F1 (inconsistent) |",
@@ -39,6 +42,14 @@ def metrics_table(block: dict[str, Any]) -> str:
                 f"| {task} | {head} | {n} | {_f(m['base_rate'], 2)} "
                 f"| {_f(m['pred_rate'], 2)} | {_f(m['kappa'])} [{_f(lo, 2)}, {_f(hi, 2)}] "
                 f"| {_f(m['accuracy'])} | {_f(m['f1'])} |"
+            )
+    for head in HEADS:
+        tasks = {t: block[t][head] for t in ROWS[:-1] if head in block.get(t, {})}
+        if len(tasks) > 1:
+            w = within_group_kappa(tasks)
+            lines.append(
+                f"| within task | {head} | {w['n']} | | | {_f(w['kappa'])} (n-weighted mean of "
+                f"the task kappas) | | |"
             )
     return "\n".join(lines)
 

@@ -8,7 +8,8 @@ accuracy on chatting lines and kappa 0); F1 is that of the inconsistent class.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,24 @@ def summary(truth: ArrayLike, pred: ArrayLike) -> dict[str, float]:
         "f1": f1_inconsistent(t.astype(int), p.astype(int)),
         "base_rate": float(np.mean(t)) if t.size else math.nan,
         "pred_rate": float(np.mean(p)) if t.size else math.nan,
+    }
+
+
+def within_group_kappa(groups: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The n-weighted mean of per-group kappas (e.g. per task), over groups where it is defined.
+
+    A kappa pooled over tasks with very different base rates (therapy lines are mostly judged
+    inconsistent, chat lines mostly not) credits a rater that only knows the task; averaging the
+    within-task kappas removes that credit. ``groups`` maps a name to a :func:`summary` dict.
+    """
+    used = {k: g for k, g in groups.items() if g["n"] and not math.isnan(g["kappa"])}
+    n = sum(g["n"] for g in used.values())
+    kappa = sum(g["kappa"] * g["n"] for g in used.values()) / n if n else math.nan
+    return {
+        "kappa": kappa,
+        "n": n,
+        "groups": sorted(used),
+        "undefined": sorted(set(groups) - set(used)),
     }
 
 
