@@ -29,7 +29,6 @@ from persona_jax.evaluation.dialogues import EvalDialogue, read_dialogues, write
 from persona_jax.evaluation.judging import LLMLineJudge, Verdict
 from persona_jax.evaluation.lines import LineContext
 from persona_jax.evaluation.scoring import score_dialogues, speaker_scores
-from persona_jax.metrics.agreement import within_group_kappa
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-0123456789-do-not-write"
@@ -137,7 +136,7 @@ def test_agreement_runner_has_the_hand_computed_kappa() -> None:
     assert table["prompt_to_line"]["education"]["n_unparsed"] == 1
     # Education: truth 0,1 vs judge 1,1 -> p_o 1/2, p_e 1/2, kappa 0. Within-task kappa:
     # (0.5 x 4 + 0 x 2) / 6 (here it happens to equal the pooled kappa).
-    within = within_group_kappa({t: v for t, v in table["prompt_to_line"].items() if t != "all"})
+    within = agr.within_task(table)["prompt_to_line"]
     assert within["kappa"] == pytest.approx(1 / 3) and within["n"] == 6
     assert within["groups"] == ["education", "therapy"] and within["undefined"] == []
     # Line-to-line: truth 1,1,0,0 vs judge 1,0,0,1 (index 0 is the other speaker's line).

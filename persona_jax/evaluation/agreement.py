@@ -31,7 +31,7 @@ from persona_jax.data.released import ROLES, labelled_lines
 from persona_jax.data.tfds.consistent_llms import SPLITS, _read_release
 from persona_jax.evaluation.judging import LineJudge, Verdict
 from persona_jax.evaluation.lines import LineContext
-from persona_jax.metrics.agreement import summary
+from persona_jax.metrics.agreement import summary, within_group_kappa
 
 SPLIT_CHOICES: tuple[str, ...] = (*SPLITS, "all")
 KINDS: tuple[str, ...] = ("prompt_to_line", "line_to_line")
@@ -188,6 +188,14 @@ def agreement(
                 "n_unparsed": len(members) - len(scored),
             }
     return out
+
+
+def within_task(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per kind, the within-task kappa of an :func:`agreement` table (its per-task rows)."""
+    return {
+        kind: within_group_kappa({t: s for t, s in per_task.items() if t != "all"})
+        for kind, per_task in table.items()
+    }
 
 
 def swap_personas(lines: Sequence[LabelledContext]) -> list[tuple[int, LabelledContext]]:

@@ -34,7 +34,6 @@ from persona_jax.evaluation.factory import (
 )
 from persona_jax.evaluation.judging import LLMLineJudge
 from persona_jax.evaluation.scoring import score_dialogues
-from persona_jax.metrics.agreement import within_group_kappa
 
 KINDS = ("metrics", "agreement")
 DEFINITIONS = {
@@ -229,10 +228,7 @@ def run_agreement(c: ConfigDict) -> dict[str, Any]:
         swap = agr.swap_control(
             lines, verdicts, judge, chunk_size=c.chunk_size, progress=c.progress
         )
-    within = {
-        kind: within_group_kappa({t: s for t, s in per_task.items() if t != "all"})
-        for kind, per_task in table.items()
-    }
+    within = agr.within_task(table)
     notes = [
         "truth: the release's stored verdicts read by the strict parsers, polarity resolved per "
         "file; line-to-line truth is 'conflicts with at least one earlier line of the speaker'",
