@@ -26,6 +26,27 @@ def test_bank_lines_need_no_released_data() -> None:
         assert c.persona not in c.line  # the line comes from another persona
 
 
+def test_whole_dialogue_lines_keep_dialogues_together(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """``--whole_dialogues``: every labelled line of seeded dialogues, in file order, cut at n."""
+    from persona_jax.data import paths
+    from persona_jax.evaluation import agreement
+    from persona_jax.evaluation.lines import LineContext
+
+    def line(dialogue: str, k: int, label: int | None = 1):
+        ctx = LineContext("p", {1: "a", 2: "b"}, (2,) * (k + 1), tuple(map(str, range(k + 1))))
+        return agreement.LabelledContext(ctx, "therapy", "s", dialogue, "test", label, None)
+
+    lines = [line(d, k) for d in "abcd" for k in range(3)] + [line("a", 9, None)]
+    monkeypatch.setattr(paths, "consistent_llms_dir", lambda: tmp_path)
+    monkeypatch.setattr(agreement, "load_labelled", lambda root, split: (lines, None))
+    contexts, origin = bench.released_lines(7, 0, whole_dialogues=True)
+    assert len(contexts) == 7 and "3 whole dialogues" in origin
+    ks = [len(c.texts) - 1 for c in contexts]
+    assert ks == [0, 1, 2, 0, 1, 2, 0]  # dialogues kept whole and in order; unlabelled left out
+    drawn, _ = bench.released_lines(7, 0)
+    assert len(drawn) == 7
+
+
 def test_bench_judge_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     _asset_or_skip()
     argv = ["--model", "tiny", "--lines", "5", "--batch", "2", "--llm_batch", "2"]
@@ -37,6 +58,7 @@ def test_bench_judge_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["random_head"] is True
     assert any("RANDOM HEAD" in line for line in out)
     assert result["distilled_lines_s"] > 0 and result["llm_lines_s"] > 0
+    assert result["whole_dialogues"] is False
     assert result["ratio"] == pytest.approx(
         result["distilled_lines_s"] / result["llm_lines_s"], rel=1e-2
     )
@@ -58,7 +80,9 @@ def test_bench_judge_both_verdicts_warms_up_the_line_to_line_prompts(
         LineContext(c.persona, c.roles, (*c.speakers, 1, 2), (*c.texts, "Why?", "I said so."))
         for c in contexts[:2]
     ]
-    monkeypatch.setattr(bench, "released_lines", lambda n, seed: (contexts + later, "test lines"))
+    monkeypatch.setattr(
+        bench, "released_lines", lambda n, seed, whole: (contexts + later, "test lines")
+    )
     # Prompt-to-line calls of 4 and 1 prompts, line-to-line of 2: a shape of its own.
     argv = ["--model", "tiny", "--lines", "5", "--batch", "2", "--llm_batch", "4"]
     argv += ["--max_new_tokens", "4", "--repeats", "1", "--verdicts", "both"]

@@ -2,13 +2,15 @@
 
     python -m persona_jax.bench judge [--lines 64] [--model smollm2|tiny|PATH]
         [--judge_dir DIR] [--batch 32] [--llm_batch 8] [--max_new_tokens 160]
-        [--verdicts p2l|both] [--compare OTHER_JUDGE_DIR ...]
+        [--verdicts p2l|both] [--compare OTHER_JUDGE_DIR ...] [--whole_dialogues]
 
 Both judges read the same lines on the same device in the same run: by default lines of the
 release's held-out test split (``$PERSONA_JAX_CONSISTENT_LLMS_DIR``), or, without the data,
-lines made from the persona bank. Each side is timed from text to verdict after a warm-up
-that compiles every shape the timed pass uses (the LLM's warm-up runs one batch per distinct
-(batch, prompt length) shape; the timed pass must trigger no compilation, which is checked).
+lines made from the persona bank; ``--whole_dialogues`` takes every labelled line of
+dialogues drawn in a seeded order instead of uniform draws (how evaluation and agreement runs
+judge). Each side is timed from text to verdict after a warm-up that compiles every shape the
+timed pass uses (the LLM's warm-up runs one batch per distinct (batch, prompt length) shape;
+the timed pass must trigger no compilation, which is checked).
 
 - distilled: tokenise with the judge layout, sort by length, jitted forward per batch of
   ``--batch`` (best of ``--repeats``); also reported from token ids alone, which is how the
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,8 +56,15 @@ def _device() -> str:
     return f"{d.platform}:{d.device_kind}"
 
 
-def released_lines(n: int, seed: int) -> tuple[list[LineContext], str] | None:
-    """``n`` prompt-to-line lines of the release's test split, or None without the data."""
+def released_lines(
+    n: int, seed: int, whole_dialogues: bool = False
+) -> tuple[list[LineContext], str] | None:
+    """``n`` prompt-to-line lines of the release's test split, or None without the data.
+
+    Drawn uniformly by default; with ``whole_dialogues``, every labelled line of dialogues
+    drawn in a seeded order (the last one cut at ``n``), as evaluation and agreement runs
+    judge them.
+    """
     from persona_jax.data.paths import consistent_llms_dir
 
     root = consistent_llms_dir()
@@ -63,8 +73,16 @@ def released_lines(n: int, seed: int) -> tuple[list[LineContext], str] | None:
     from persona_jax.evaluation.agreement import load_labelled, sample_lines
 
     lines, _ = load_labelled(root, split="test")
-    lines = sample_lines([x for x in lines if x.label_p2l is not None], n, seed)
-    return [x.context for x in lines], f"release test split ({root})"
+    lines = [x for x in lines if x.label_p2l is not None]
+    if not whole_dialogues:
+        picked = sample_lines(lines, n, seed)
+        return [x.context for x in picked], f"release test split ({root})"
+    dialogues = list(dict.fromkeys(x.dialogue_id for x in lines))
+    random.Random(seed).shuffle(dialogues)
+    rank = {d: k for k, d in enumerate(dialogues)}
+    picked = sorted(lines, key=lambda x: rank[x.dialogue_id])[:n]  # stable: file order within
+    count = len({x.dialogue_id for x in picked})
+    return [x.context for x in picked], f"release test split, {count} whole dialogues ({root})"
 
 
 def bank_lines(n: int) -> tuple[list[LineContext], str]:
@@ -242,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="distilled timed runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--whole_dialogues",
+        action="store_true",
+        help="lines of whole dialogues (as evaluations judge them) instead of uniform draws",
+    )
+    parser.add_argument(
         "--verdicts",
         choices=("p2l", "both"),
         default="p2l",
@@ -261,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     from persona_jax.judges.llm import LocalBackend
     from persona_jax.sampling import Sampler
 
-    found = released_lines(args.lines, args.seed)
+    found = released_lines(args.lines, args.seed, args.whole_dialogues)
     contexts, origin = found if found is not None else bank_lines(args.lines)
     base = _load_base(args.model, args.seed)
     judge, note = _load_judge(base, args.judge_dir, args.seed)
@@ -323,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "random_head": bool(note),
         "distilled_lines_s": round(d["text_lines_s"], 2),
         "distilled_ids_lines_s": round(d["ids_lines_s"], 2),
+        "whole_dialogues": args.whole_dialogues,
         "llm_lines_s": round(g["lines_s"], 4),
         "verdicts": args.verdicts,
         "llm_unparsed": g["unparsed"],
