@@ -74,15 +74,16 @@ def released_lines(
 
     lines, _ = load_labelled(root, split="test")
     lines = [x for x in lines if x.label_p2l is not None]
-    if not whole_dialogues:
-        picked = sample_lines(lines, n, seed)
-        return [x.context for x in picked], f"release test split ({root})"
-    dialogues = list(dict.fromkeys(x.dialogue_id for x in lines))
-    random.Random(seed).shuffle(dialogues)
-    rank = {d: k for k, d in enumerate(dialogues)}
-    picked = sorted(lines, key=lambda x: rank[x.dialogue_id])[:n]  # stable: file order within
-    count = len({x.dialogue_id for x in picked})
-    return [x.context for x in picked], f"release test split, {count} whole dialogues ({root})"
+    origin = "release test split"
+    if whole_dialogues:
+        dialogues = list(dict.fromkeys(x.dialogue_id for x in lines))
+        random.Random(seed).shuffle(dialogues)
+        rank = {d: k for k, d in enumerate(dialogues)}
+        lines = sorted(lines, key=lambda x: rank[x.dialogue_id])[:n]  # stable: file order within
+        origin += f", {len({x.dialogue_id for x in lines})} whole dialogues"
+    else:
+        lines = sample_lines(lines, n, seed)
+    return [x.context for x in lines], f"{origin} ({root})"
 
 
 def bank_lines(n: int) -> tuple[list[LineContext], str]:
