@@ -69,10 +69,17 @@ def get_config() -> ConfigDict:
             "max_seconds": 0.0,
         }
     )
-    # Candidates per training set (overrides of the defaults); chosen on validation kappa.
-    # The shipped judges come from the defaults alone (validation picks the epoch and the
-    # thresholds); add rows, e.g. ({"lr_lora": 1e-4}, {"lr_lora": 3e-4}, {"rank": 32}), to sweep.
-    c.finetune.sweep = ({},)
+    # Candidates per training set (overrides of the defaults; candidate i trains with seed
+    # seed + i); each set's best by validation p2l kappa is tested once and exported. The
+    # reward judge came from this sweep (rank 32 chosen); the evaluation judge from the defaults
+    # alone (validation picks the epoch and the thresholds).
+    c.finetune.sweep = ConfigDict(
+        {
+            "all": ({}, {"lr_lora": 1e-4}, {"dropout": 0.3}, {"rank": 32, "alpha": 64.0}),
+            "half_b": ({},),
+            "half_a": ({},),
+        }
+    )
 
     c.export = ConfigDict()
     # Training personas of the reward judge: "all" uses every training persona (validation

@@ -12,6 +12,8 @@
 # placed in $PERSONA_JAX_CACHE and converted by the same command) and the packages of
 # pyproject.toml. The pack comes from `distill_judge.py --mode=pack` wherever the release is;
 # without the release here the cost benchmark reads lines made from the persona bank.
+# Fine-tuning reads only the base weights, so MODEL may name the GGUF itself (no conversion,
+# no tokenizer: a machine whose transformers rebuilds the GGUF tokenizer differently is fine).
 # Extra `--config.x=y` overrides of the fine-tune run go in $FINETUNE_ARGS.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -30,7 +32,8 @@ echo "== finetune ($(date +%T)), limit ${t_ft}s"
 timeout "$t_ft" "$py" distill_judge.py --config=configs/judge.py --mode=finetune \
   --config.finetune.pack="$pack" --config.finetune.out_dir="$out/judge_lora" \
   --config.finetune.export.all="$out/judge_lora/all" \
-  --config.finetune.export.half_b="$out/judge_lora/half_b" ${FINETUNE_ARGS:-} \
+  --config.finetune.export.half_b="$out/judge_lora/half_b" ${MODEL:+--config.model_path="$MODEL"} \
+  ${FINETUNE_ARGS:-} \
   >"$out/finetune.log" 2>&1
 echo "finetune rc=$?"
 grep -E "epoch [0-9]+:|budget|^\{" "$out/finetune.log" | tail -n 30

@@ -239,7 +239,7 @@ def test_finetune_run_selects_on_validation_scores_test_once_and_exports(base, t
     c.finetune.defaults.update(
         dict(rank=4, alpha=8.0, hidden=32, batch_size=16, epochs=2, bucket=16, lr_lora=1e-2)
     )
-    c.finetune.sweep = ({}, {"lr_lora": 1e-3})
+    c.finetune.sweep.all = c.finetune.sweep.half_b = ({}, {"lr_lora": 1e-3})
     c.data.exclude_doubtful = False
     results = run_finetune(c)
     assert [r["train_on"] for r in results["runs"]] == ["all", "all", "half_b", "half_b"]
@@ -253,6 +253,20 @@ def test_finetune_run_selects_on_validation_scores_test_once_and_exports(base, t
         assert json.loads((where / "metrics.json").read_text())["judge"]["name"] == chosen["name"]
         judge_backbone(jc, where, cfg, params)
     assert (tmp_path / "run" / "results.json").is_file()
+
+
+def test_candidates_per_training_set():
+    from configs.judge import get_config
+    from persona_jax.judges.distill_lora import candidates
+
+    assert candidates(({}, {"rank": 8}), "half_b") == ({}, {"rank": 8})
+    sweep = get_config().finetune.sweep
+    assert candidates(sweep, "half_b") == ({},)
+    assert {"rank": 32, "alpha": 64.0} in candidates(sweep, "all")
+    with pytest.raises(ValueError, match="no candidates for 'half_c'"):
+        candidates(sweep, "half_c")
+    with pytest.raises(ValueError, match="is empty"):
+        candidates({"all": ()}, "all")
 
 
 def test_distill_judge_default_mode_fine_tunes_from_an_existing_pack(base, tmp_path):
@@ -284,6 +298,7 @@ def test_distill_judge_default_mode_fine_tunes_from_an_existing_pack(base, tmp_p
         "finetune.defaults.batch_size": 16,
         "finetune.defaults.epochs": 1,
         "finetune.defaults.bucket": 16,
+        "finetune.sweep.all": "({},)",  # the reward judge's sweep, cut to the defaults
         "data.exclude_doubtful": False,
     }
     cmd = [sys.executable, "distill_judge.py", "--config=configs/judge.py"]

@@ -3,13 +3,15 @@
     python distill_judge.py --config=configs/judge.py --mode=pack       # needs the release
     python distill_judge.py --config=configs/judge.py --mode=finetune   # needs only the pack
 
-Every candidate (`finetune.sweep`, for each training set in `finetune.train_on`) is trained
-with early stopping on validation prompt-to-line kappa; the best candidate of each training
-set by that kappa gets its thresholds from validation and is then scored on test, once. The
-judges are written in the shipped-judge layout (config, head, adapters, metrics.json) to
-`finetune.export[<train_on>]` (by default the shipped judges: all -> `judges/shipped`,
-half_b -> `judges/shipped_eval`), or to `<finetune.out_dir>/<train_on>/` for a training set
-not named there; the run's every number goes to `<finetune.out_dir>/results.json`.
+Every candidate (`finetune.sweep[<train_on>]` for each training set in `finetune.train_on`,
+or `finetune.sweep` itself when it is one tuple for all; candidate i trains with seed
+`seed + i`) is trained with early stopping on validation prompt-to-line kappa; the best
+candidate of each training set by that kappa gets its thresholds from validation and is then
+scored on test, once. The judges are written in the shipped-judge layout (config, head,
+adapters, metrics.json) to `finetune.export[<train_on>]` (by default the shipped judges:
+all -> `judges/shipped`, half_b -> `judges/shipped_eval`), or to
+`<finetune.out_dir>/<train_on>/` for a training set not named there; the run's every number
+goes to `<finetune.out_dir>/results.json`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,21 @@ def _labelled(pack: Pack, rows: np.ndarray) -> LabelledFeatures:
     )
 
 
+def candidates(sweep: Any, train_on: str) -> tuple[dict[str, Any], ...]:
+    """The candidate overrides of one training set: `sweep` is one tuple for every set, or a
+    mapping from training set to its tuple (so each shipped judge's recipe is reproducible)."""
+    if isinstance(sweep, (tuple, list)):
+        rows = sweep
+    else:
+        try:
+            rows = sweep[train_on]
+        except (KeyError, AttributeError):
+            raise ValueError(f"finetune.sweep has no candidates for {train_on!r}") from None
+    if not rows:
+        raise ValueError(f"finetune.sweep[{train_on!r}] is empty; give at least ({{}},)")
+    return tuple(dict(r) for r in rows)
+
+
 def run_finetune(c: ConfigDict) -> dict[str, Any]:
     """Sweep, select and export adapter judges; results to `<finetune.out_dir>/results.json`."""
     from persona_jax.weights import load_pretrained
@@ -102,8 +119,8 @@ def run_finetune(c: ConfigDict) -> dict[str, Any]:
     for train_on in f.train_on:
         train_rows = rows_of(pack, "train", train_on, exclude)
         cands = []
-        for i, override in enumerate(f.sweep):
-            ft = FinetuneConfig(**{**base, **dict(override)})
+        for i, override in enumerate(candidates(f.sweep, train_on)):
+            ft = FinetuneConfig(**{**base, **override})
             jc = JudgeConfig(
                 num_layers=f.num_layers,
                 hidden=ft.hidden,
