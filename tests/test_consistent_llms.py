@@ -17,13 +17,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from persona_jax.data import paths
+from persona_jax.data.release_labels import BuildReport, iter_labelled_lines, iter_probes
 from persona_jax.data.released import (
     KINDS,
-    BuildReport,
     Dialogue,
     find_dialogue_files,
-    iter_labelled_lines,
-    iter_probes,
     load_dialogues,
     persona_id,
 )

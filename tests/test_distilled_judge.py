@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from persona_jax.data.released import LabelledLine
+from persona_jax.data.release_labels import LabelledLine
 from persona_jax.judges import features as ft
 from persona_jax.judges.data import JudgeRecord, half_of, history_window, record_from_line
 from persona_jax.judges.distilled import (

@@ -12,12 +12,8 @@ from typing import Any
 
 import pytest
 
-from persona_jax.data.released import (
-    BuildReport,
-    ReleasedFormatError,
-    iter_labelled_lines,
-    load_dialogues,
-)
+from persona_jax.data.release_labels import BuildReport, iter_labelled_lines
+from persona_jax.data.released import ReleasedFormatError, load_dialogues
 from persona_jax.metrics.consistency import (
     LineConflicts,
     PolarityError,

@@ -1,7 +1,7 @@
 """A judge's verdicts against the stored (70B) verdicts of released-format files.
 
 Truth is the release's own labels as read by the strict parsers
-(:func:`persona_jax.data.released.labelled_lines`, polarity resolved per file): a line is
+(:func:`persona_jax.data.release_labels.labelled_lines`, polarity resolved per file): a line is
 inconsistent for prompt-to-line when the stored verdict says it contradicts the persona, and
 for line-to-line when the stored verdict names at least one earlier line of the same speaker.
 Lines whose stored verdict is unreadable carry no label and are not scored.
@@ -27,7 +27,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from persona_jax.data.released import ROLES, labelled_lines
+from persona_jax.data.release_labels import labelled_lines
+from persona_jax.data.released import ROLES
 from persona_jax.data.tfds.consistent_llms import SPLITS, _read_release
 from persona_jax.evaluation.judging import LineJudge, Verdict
 from persona_jax.evaluation.lines import LineContext

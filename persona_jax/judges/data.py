@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from persona_jax.data.released import LabelledLine, _split_name, labelled_lines
+from persona_jax.data.release_labels import LabelledLine, labelled_lines
+from persona_jax.data.released import split_name
 from persona_jax.data.tfds.consistent_llms import SPLITS, _read_release
 
 DOUBTFUL_SOURCES: tuple[str, ...] = (
@@ -72,7 +73,7 @@ def history_window(
     start = max(len(line.history) - max_history_lines, 0)
     out = []
     for j in range(start, len(line.history)):
-        _, text = _split_name(line.history[j])
+        _, text = split_name(line.history[j])
         out.append(((line.line_index - j) % 2 == 0, text))
     return tuple(out)
 

@@ -23,7 +23,7 @@ can leave them out.
 Records are written as ``array_record``, so building and reading need no TensorFlow:
 ``builder.download_and_prepare(download_config=DownloadConfig(manual_dir=...))`` then
 ``builder.as_data_source()`` (or ``tfds.data_source``) for random access. The build prints a
-:class:`~persona_jax.data.released.BuildReport`. From the command line::
+:class:`~persona_jax.data.release_labels.BuildReport`. From the command line::
 
     python -m persona_jax.data.tfds.consistent_llms --manual_dir=DATA --data_dir=OUT
 """
@@ -46,19 +46,16 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
+from persona_jax.data.release_labels import BuildReport, LabelledLine, labelled_lines, probe_items
 from persona_jax.data.released import (
     LABEL_NAMES,
     ROLES,
-    BuildReport,
     Dialogue,
-    LabelledLine,
     ReleasedFormatError,
     Task,
     find_dialogue_files,
-    labelled_lines,
     load_dialogues,
     persona_id,
-    probe_items,
 )
 from persona_jax.metrics.consistency import resolve_polarity
 from persona_jax.metrics.verdicts import Polarity
