@@ -36,6 +36,11 @@ def main(argv: list[str]) -> None:
     result = train(config)
     if jax.process_index() == 0:
         print(before_after_table(result))
+        if result.get("change"):
+            from persona_jax.train.changes import change_table
+
+            print("\nbefore -> after, with persona-bootstrap intervals:")
+            print(change_table(result["change"]))
         print(json.dumps(result))
 
 

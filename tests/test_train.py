@@ -89,6 +89,49 @@ def _config(**changes) -> ConfigDict:
     return c
 
 
+def test_reeval_replays_a_runs_evaluations_and_reports_changes(tmp_path, reference_run, capsys):
+    import shutil
+
+    from persona_jax.train import reeval
+    from persona_jax.train.changes import load_eval_lines
+
+    work = tmp_path / "run"
+    shutil.copytree(reference_run / "checkpoints", work / "checkpoints")
+    assert reeval.main([f"--workdir={work}", "--step=4"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["step"] == 4
+    before, personas = load_eval_lines(work / "evals" / "before_step000000.npz")
+    after, _ = load_eval_lines(work / "evals" / "after_step000004.npz")
+    assert set(before) == set(after) and len(personas) == before["p_inconsistent"].shape[1]
+    change = summary["change"]["p_inconsistent"]
+    assert change["before"] == pytest.approx(summary["before"]["p_inconsistent"], abs=1e-4)
+    assert change["after"] == pytest.approx(summary["after"]["p_inconsistent"], abs=1e-4)
+    assert "p_inconsistent_minus_swap" in summary["change"]
+    # A second call reuses the saved evaluations and gives the same changes.
+    assert reeval.main([f"--workdir={work}", "--step=4"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["before"] is None and again["change"] == summary["change"]
+    with pytest.raises(SystemExit):
+        reeval.main([f"--workdir={tmp_path / 'nothing'}"])
+
+
+def test_a_run_ends_with_before_after_changes_and_saves_its_evaluations(tmp_path):
+    cmd = [sys.executable, "train.py", "--config=configs/tiny.py", "--config.train.steps=2",
+           f"--config.workdir={tmp_path}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(p.name for p in (tmp_path / "evals").iterdir()) == [
+        "after_step000002.npz", "before_step000000.npz"
+    ]  # fmt: skip
+    change = result["change"]["p_inconsistent"]
+    assert change["before"] == pytest.approx(result["before"]["p_inconsistent"], abs=1e-4)
+    assert change["after"] == pytest.approx(result["after"]["p_inconsistent"], abs=1e-4)
+    assert "before -> after, with persona-bootstrap intervals:" in proc.stdout
+
+
 def test_past_deadline_counts_the_next_step_and_the_after_evaluation():
     from persona_jax.train.trainer import past_deadline
 

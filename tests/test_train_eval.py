@@ -75,6 +75,17 @@ def test_evaluate_counts_every_sampled_dialogue_and_reports_both_judges(run) -> 
         assert 0.0 <= m[f"{prefix}swap_p_inconsistent"] <= 1.0
         assert 0.0 <= m[f"{prefix}swap_prompt_to_line"] <= 1.0
     assert m["swap_prompt_to_line"] == 0.0  # threshold 0 holds for swapped lines too
+    # The per-line scores behind the means, one column per dialogue, with its persona.
+    lines = result.per_line
+    assert set(lines) == {
+        "inconsistent", "p_inconsistent", "reward_judge_p_inconsistent", "swap_inconsistent",
+        "swap_p_inconsistent", "reward_judge_swap_p_inconsistent",
+    }  # fmt: skip
+    assert {v.shape for v in lines.values()} == {(run.eval_spec.num_turns, 4)}
+    assert result.persona_ids == ev.eval_batch(run, seed=0)["persona_id"]
+    for key in ("p_inconsistent", "reward_judge_p_inconsistent", "swap_p_inconsistent"):
+        assert lines[key].mean() == pytest.approx(m[key], abs=1e-6)
+    assert lines["inconsistent"].mean() == 1.0 - m["prompt_to_line"]
 
 
 def test_contrast_rows_pair_rows_with_another_persona_of_the_same_role() -> None:

@@ -70,8 +70,18 @@ def distinct_n(replies: Sequence[Sequence[int]], n: int = 2) -> float:
 
 @dataclasses.dataclass
 class EvalResult:
+    """Mean metrics, readable dialogues, and the per-line scores behind the means.
+
+    ``per_line`` maps a score to a [turns, dialogues] array (``inconsistent``: the evaluation
+    judge's 0/1 verdict; ``p_inconsistent``: its P(inconsistent); the ``reward_judge_`` and
+    ``swap_`` variants as in ``metrics``); ``persona_ids`` names each dialogue's persona, so
+    that before/after changes can be resampled by persona (`persona_jax.metrics.change`).
+    """
+
     metrics: dict[str, float]
     dialogues: list[str]
+    per_line: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    persona_ids: list[str] = dataclasses.field(default_factory=list)
 
 
 def score_episode(run: Run, judge: Judge, inputs, out: EpisodeOutput) -> dict[str, np.ndarray]:
@@ -144,29 +154,51 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         "persona_copy": float(comps["persona_copy"].mean()),
         "num_dialogues": int(pol.tokens.shape[1]),
     }
+    per_line = {
+        "inconsistent": 1.0 - p2l_ok.astype(np.float64),
+        "p_inconsistent": 1.0 - np.asarray(comps["prompt_to_line"], np.float64),
+    }
     if reward_comps is not None:
         r_p2l, _ = _verdicts(run.judge, reward_comps)
         metrics["reward_judge_prompt_to_line"] = float(r_p2l.mean(axis=0).mean())
         metrics["reward_judge_p_inconsistent"] = float(1.0 - reward_comps["prompt_to_line"].mean())
-    metrics.update(_swap_control(run, inputs, out))
-    return EvalResult(metrics, _transcripts(run, batch, out, comps))
+        per_line["reward_judge_p_inconsistent"] = 1.0 - np.asarray(
+            reward_comps["prompt_to_line"], np.float64
+        )
+    swap_metrics, swap_lines = _swap_control(run, inputs, out)
+    metrics.update(swap_metrics)
+    per_line.update(swap_lines)
+    return EvalResult(
+        metrics,
+        _transcripts(run, batch, out, comps),
+        per_line,
+        [str(p) for p in batch["persona_id"]],
+    )
 
 
-def _swap_control(run: Run, inputs, out: EpisodeOutput) -> dict[str, float]:
-    """Each judge's view of the same lines under a swapped persona (see module docs)."""
+def _swap_control(
+    run: Run, inputs, out: EpisodeOutput
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Each judge's view of the same lines under a swapped persona (see module docs): mean
+    metrics and per-line P(inconsistent)."""
     if not bool(np.all(np.asarray(inputs.has_contrast))):
-        return {}  # some role has a single persona: no control rather than a partial one
+        return {}, {}  # some role has a single persona: no control rather than a partial one
     swapped = contrast_inputs(inputs)
     judges = [("", run.eval_judge)]
     if run.eval_judge is not run.judge:
         judges.append(("reward_judge_", run.judge))
-    metrics = {}
+    metrics, per_line = {}, {}
     for prefix, judge in judges:
         comps = score_episode(run, judge, swapped, out)
         p2l, _ = _verdicts(judge, comps)
         metrics[f"{prefix}swap_prompt_to_line"] = float(p2l.mean(axis=0).mean())
         metrics[f"{prefix}swap_p_inconsistent"] = float(1.0 - comps["prompt_to_line"].mean())
-    return metrics
+        per_line[f"{prefix}swap_p_inconsistent"] = 1.0 - np.asarray(
+            comps["prompt_to_line"], np.float64
+        )
+        if not prefix:
+            per_line["swap_inconsistent"] = 1.0 - p2l.astype(np.float64)
+    return metrics, per_line
 
 
 def _verdicts(judge: Judge, comps: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

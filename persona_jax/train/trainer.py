@@ -30,6 +30,7 @@ from persona_jax.rewards.consistency import episode_rewards, place_on_tokens
 from persona_jax.rl import step as st
 from persona_jax.rl.state import init_train_state
 from persona_jax.rl.update import Batch
+from persona_jax.train.changes import changes_between, eval_lines_path, save_eval_lines
 from persona_jax.train.curves import plot_run
 from persona_jax.train.evaluation import evaluate
 from persona_jax.train.logging import MetricWriter
@@ -218,7 +219,20 @@ class Trainer:
             path = self.workdir / "samples" / f"{tag}_step{step:06d}.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("\n\n".join(result.dialogues) + "\n")
+            lines = eval_lines_path(self.workdir, tag, step)
+            save_eval_lines(lines, result.per_line, result.persona_ids)
         return result.metrics
+
+    def changes(self, final: int) -> dict[str, Any] | None:
+        """Before -> after changes with persona-bootstrap intervals, from the saved per-line
+        scores (so a resumed run, whose before-evaluation ran in an earlier process, has them
+        too); None without both evaluations."""
+        before = eval_lines_path(self.workdir, "before", 0)
+        after = eval_lines_path(self.workdir, "after", final)
+        if jax.process_index() != 0 or not (before.is_file() and after.is_file()):
+            return None
+        changes = changes_between(before, after, seed=self.config.seed)
+        return {name: c.to_dict() for name, c in changes.items()}
 
     def draw_curves(self) -> None:
         """``curves.png`` beside the metrics; a drawing failure only warns, as the run's
@@ -293,7 +307,13 @@ class Trainer:
         after = self.evaluate(final, "after") if c.eval.before_after else None
         self.writer.close()
         self.draw_curves()
-        return {"before": before, "after": after, "steps": final, "kl": kl_summary(c, recent_kl)}
+        return {
+            "before": before,
+            "after": after,
+            "steps": final,
+            "kl": kl_summary(c, recent_kl),
+            "change": self.changes(final) if after is not None else None,
+        }
 
 
 def kl_summary(c: ConfigDict, recent_kl: list[float]) -> dict[str, Any]:
