@@ -142,10 +142,11 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         for b in range(pol.tokens.shape[1])
     ]
     l2l = l2l_ok[1:].mean(axis=0).mean() if l2l_ok.shape[0] > 1 else float("nan")
+    per_line = {"inconsistent": 1.0 - p2l_ok.astype(np.float64), "p_inconsistent": _p(comps)}
     metrics = {
         "prompt_to_line": float(p2l_ok.mean(axis=0).mean()),
         # The judge's mean P(contradicts persona): a threshold-free view of the same metric.
-        "p_inconsistent": float(1.0 - comps["prompt_to_line"].mean()),
+        "p_inconsistent": float(per_line["p_inconsistent"].mean()),
         "line_to_line": float(l2l),
         "qa": float(qa_ok.mean(axis=0).mean()),
         "qa_keyed_prob": float(out.qa_prob.mean()),
@@ -154,17 +155,11 @@ def evaluate(run: Run, policy_params, *, seed: int = 0) -> EvalResult:
         "persona_copy": float(comps["persona_copy"].mean()),
         "num_dialogues": int(pol.tokens.shape[1]),
     }
-    per_line = {
-        "inconsistent": 1.0 - p2l_ok.astype(np.float64),
-        "p_inconsistent": 1.0 - np.asarray(comps["prompt_to_line"], np.float64),
-    }
     if reward_comps is not None:
         r_p2l, _ = _verdicts(run.judge, reward_comps)
         metrics["reward_judge_prompt_to_line"] = float(r_p2l.mean(axis=0).mean())
-        metrics["reward_judge_p_inconsistent"] = float(1.0 - reward_comps["prompt_to_line"].mean())
-        per_line["reward_judge_p_inconsistent"] = 1.0 - np.asarray(
-            reward_comps["prompt_to_line"], np.float64
-        )
+        per_line["reward_judge_p_inconsistent"] = _p(reward_comps)
+        metrics["reward_judge_p_inconsistent"] = float(_p(reward_comps).mean())
     swap_metrics, swap_lines = _swap_control(run, inputs, out)
     metrics.update(swap_metrics)
     per_line.update(swap_lines)
@@ -192,13 +187,16 @@ def _swap_control(
         comps = score_episode(run, judge, swapped, out)
         p2l, _ = _verdicts(judge, comps)
         metrics[f"{prefix}swap_prompt_to_line"] = float(p2l.mean(axis=0).mean())
-        metrics[f"{prefix}swap_p_inconsistent"] = float(1.0 - comps["prompt_to_line"].mean())
-        per_line[f"{prefix}swap_p_inconsistent"] = 1.0 - np.asarray(
-            comps["prompt_to_line"], np.float64
-        )
+        per_line[f"{prefix}swap_p_inconsistent"] = _p(comps)
+        metrics[f"{prefix}swap_p_inconsistent"] = float(_p(comps).mean())
         if not prefix:
             per_line["swap_inconsistent"] = 1.0 - p2l.astype(np.float64)
     return metrics, per_line
+
+
+def _p(comps: dict[str, np.ndarray]) -> np.ndarray:
+    """[T, B] P(inconsistent) per line (comps hold 1 - P), in float64 for the means."""
+    return 1.0 - np.asarray(comps["prompt_to_line"], np.float64)
 
 
 def _verdicts(judge: Judge, comps: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
