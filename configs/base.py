@@ -43,8 +43,11 @@ def get_base_config() -> ConfigDict:
     c.episode.top_p = 1.0
     c.episode.top_k = 0
     c.episode.partner_temperature = 0.7
+    # Token widths of the padded episode inputs; 0 = fit to the role's persona bank (the
+    # longest prompt, opening, persona and probe, rounded up to 16). Every padded column costs
+    # compute in every prefill and update, so fitted widths are the fast default.
     c.episode.widths = ConfigDict(
-        dict(policy_prompt=384, partner_prompt=160, opening=48, persona=224, qa=128)
+        dict(policy_prompt=0, partner_prompt=0, opening=0, persona=0, qa=0)
     )
 
     c.reward = ConfigDict()

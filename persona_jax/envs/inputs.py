@@ -14,6 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from persona_jax.data.partners import PartnerSpec, format_persona_prompt
 from persona_jax.data.persona_bank import Persona
 from persona_jax.envs.chat_format import ChatFormat
 from persona_jax.envs.episode import EpisodeInputs
@@ -35,6 +36,87 @@ class InputWidths:
     opening: int = 48
     persona: int = 224
     qa: int = 128
+
+
+# Fitted widths are rounded up to a multiple of this (friendlier shapes for the matmuls).
+WIDTH_MULTIPLE = 16
+# Pieces that end in a generation prompt or hold a whole probe: never cut, so a configured
+# width below what the persona bank needs is an error. The others (opening line, persona text
+# for the judge) are free text cut at one end and counted in `InputStats`.
+STRUCTURED_WIDTHS = ("policy_prompt", "partner_prompt", "qa")
+
+
+def required_widths(
+    personas: Sequence[Persona],
+    partners: Mapping[str, PartnerSpec],
+    tokenizer: Any,
+    chat: ChatFormat,
+) -> InputWidths:
+    """The fewest tokens each input needs so that no episode of these personas is padded past
+    its longest piece or cut: the longest role prompt with the longest opening line of its
+    partner, the longest partner prompt, probe and persona text.
+
+    Every padded column is computed in every prefill, decode step and update of a run, so
+    fixed widths sized for the largest persona bank one might load cost real time on a small
+    machine. Prompt lengths add up piecewise (`ChatFormat.prompt` encodes its parts apart),
+    so the maxima are exact without tokenising every persona-opening pair.
+    """
+    if not personas:
+        raise ValueError("required_widths got no personas")
+    enc = lambda s: len(tokenizer.encode(s))
+    frame = len(chat.system_header) + len(chat.system_to_user) + len(chat.user_to_assistant)
+    need = dict.fromkeys(("policy_prompt", "partner_prompt", "opening", "persona", "qa"), 1)
+    for role in sorted({p.role for p in personas}):
+        spec = partners[role]
+        topics = spec.topics or (None,)
+        openings = {
+            spec.render_opening_line(i, topic=t.topic if t else None)
+            for i in range(len(spec.opening_lines))
+            for t in topics
+        }
+        systems = {
+            spec.render_system_prompt(subject=t.subject, grade=t.grade_level)
+            if t
+            else spec.render_system_prompt()
+            for t in topics
+        }
+        longest_opening = max(enc(o) for o in openings)
+        mine = [p for p in personas if p.role == role]
+        longest_prompt = max(enc(format_persona_prompt(p, partners)) for p in mine)
+        kickoff = enc(PARTNER_KICKOFF)
+        fits = {
+            "policy_prompt": frame + longest_prompt + longest_opening,
+            "partner_prompt": frame + max(enc(s) for s in systems) + kickoff + longest_opening,
+            "opening": longest_opening,
+            "persona": max(enc(p.description) for p in mine),
+            "qa": max(enc(qa_text(q.question, q.options)) for p in mine for q in p.probes),
+        }
+        need = {k: max(v, fits[k]) for k, v in need.items()}
+    return InputWidths(**need)
+
+
+def resolve_widths(configured: Mapping[str, int], required: InputWidths) -> InputWidths:
+    """Configured widths with each 0 replaced by the required width rounded up to
+    `WIDTH_MULTIPLE`. A configured structured width below the requirement is refused here,
+    before any model is run, rather than by the first batch that meets the long persona."""
+    unknown = set(configured) - {f.name for f in dataclasses.fields(InputWidths)}
+    if unknown:
+        raise ValueError(f"unknown episode.widths keys: {sorted(unknown)}")
+    out = {}
+    for f in dataclasses.fields(InputWidths):
+        want = int(configured.get(f.name, 0))
+        need = getattr(required, f.name)
+        if want < 0:
+            raise ValueError(f"episode.widths.{f.name}={want}; use 0 (fit) or a positive width")
+        if want == 0:
+            want = -(-need // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+        elif want < need and f.name in STRUCTURED_WIDTHS:
+            raise ValueError(
+                f"episode.widths.{f.name}={want} is below the {need} tokens the longest "
+                f"{f.name} of these personas needs; raise it or set 0 to fit it"
+            )
+        out[f.name] = want
+    return InputWidths(**out)
 
 
 @dataclasses.dataclass

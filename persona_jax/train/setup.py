@@ -15,7 +15,7 @@ from persona_jax.data.partners import PartnerSpec, load_partners
 from persona_jax.data.persona_bank import ROLES, Persona, load_personas
 from persona_jax.envs.chat_format import ChatFormat
 from persona_jax.envs.episode import EpisodeSpec
-from persona_jax.envs.inputs import InputWidths
+from persona_jax.envs.inputs import InputWidths, required_widths, resolve_widths
 from persona_jax.judges.distilled import (
     JudgeConfig,
     check_base,
@@ -181,7 +181,14 @@ def build_run(c: ConfigDict) -> Run:
     for name, split in (("train", train_p), ("eval", eval_p)):
         if not split:
             raise RunConfigError(f"data.role={c.data.role}: the {name} persona split is empty")
-    widths = InputWidths(**c.episode.widths.to_dict())
+    partners = load_partners()
+    try:
+        widths = resolve_widths(
+            c.episode.widths.to_dict(),
+            required_widths(train_p + eval_p, partners, tokenizer, chat),
+        )
+    except ValueError as e:
+        raise RunConfigError(str(e)) from None
     tmpl = JudgeTemplate.for_tokenizer(tokenizer)
     # Speaking as the partner: a role label, or opening a chat turn of its own.
     labels = ("Therapist:", "Teacher:", "Partner:", "Assistant:", "User:")
@@ -235,7 +242,7 @@ def build_run(c: ConfigDict) -> Run:
         eval_judge=eval_judge,
         train_personas=train_p,
         eval_personas=eval_p,
-        partners=load_partners(),
+        partners=partners,
         rl=rl,
         widths=widths,
         reward_spec=reward_spec,
@@ -251,4 +258,5 @@ def describe(run: Run) -> dict[str, Any]:
         "eval_judge": run.eval_judge.source,
         "train_personas": len(run.train_personas),
         "eval_personas": len(run.eval_personas),
+        "input_widths": dataclasses.asdict(run.widths),
     }

@@ -9,6 +9,7 @@ resumes with the same next batches, RNG and optimizer state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -249,6 +250,9 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         c = self.config
         start = self.maybe_resume()
+        if jax.process_index() == 0:
+            widths = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self.run.widths).items())
+            print(f"episode input widths (tokens; 0 in episode.widths = fitted): {widths}")
         before = None
         # An evaluation is assumed to cost what the latest one did, the before-evaluation or an
         # in-training one (a resumed run reserves nothing until it has measured one).
