@@ -52,9 +52,9 @@ def required_widths(
     tokenizer: Any,
     chat: ChatFormat,
 ) -> InputWidths:
-    """The fewest tokens each input needs so that no episode of these personas is padded past
-    its longest piece or cut: the longest role prompt with the longest opening line of its
-    partner, the longest partner prompt, probe and persona text.
+    """The fewest tokens each input needs so that no episode of these personas is cut: the
+    longest role prompt with the longest opening line of its partner, the longest partner
+    prompt, opening line, persona text and probe.
 
     Every padded column is computed in every prefill, decode step and update of a run, so
     fixed widths sized for the largest persona bank one might load cost real time on a small
