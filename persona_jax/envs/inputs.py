@@ -65,7 +65,8 @@ def required_widths(
         raise ValueError("required_widths got no personas")
     enc = lambda s: len(tokenizer.encode(s))
     frame = len(chat.system_header) + len(chat.system_to_user) + len(chat.user_to_assistant)
-    need = dict.fromkeys(("policy_prompt", "partner_prompt", "opening", "persona", "qa"), 1)
+    kickoff = enc(PARTNER_KICKOFF)
+    need = {f.name: 1 for f in dataclasses.fields(InputWidths)}
     for role in sorted({p.role for p in personas}):
         spec = partners[role]
         topics = spec.topics or (None,)
@@ -83,7 +84,6 @@ def required_widths(
         longest_opening = max(enc(o) for o in openings)
         mine = [p for p in personas if p.role == role]
         longest_prompt = max(enc(format_persona_prompt(p, partners)) for p in mine)
-        kickoff = enc(PARTNER_KICKOFF)
         fits = {
             "policy_prompt": frame + longest_prompt + longest_opening,
             "partner_prompt": frame + max(enc(s) for s in systems) + kickoff + longest_opening,
