@@ -112,6 +112,9 @@ def get_base_config() -> ConfigDict:
     c.eval = ConfigDict()
     c.eval.before_after = True  # evaluate on held-out personas before and after training
     c.eval.num_personas = 10  # held-out personas (eval split) per evaluation
+    # Index of the first of them in the role's eval split (id order): a run can be judged on
+    # held-out personas that earlier runs' results did not choose its settings on.
+    c.eval.first_persona = 0
     c.eval.num_turns = 4
     c.eval.temperature = 0.0  # greedy evaluation dialogues
     c.eval.samples_per_persona = 1  # dialogues per persona (use > 1 with temperature > 0)

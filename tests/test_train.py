@@ -181,6 +181,8 @@ def test_bad_inputs_give_clear_errors(tmp_path, monkeypatch):
         setup.build_run(_config(**{"model.tiny": False, "model.path": str(tmp_path)}))
     with pytest.raises(setup.RunConfigError, match="rl: unknown algorithm"):
         setup.build_run(_config(**{"rl.algorithm": "dqn"}))
+    with pytest.raises(setup.RunConfigError, match=r"eval\.first_persona=99: .* must be in 0\.\."):
+        setup.build_run(_config(**{"eval.first_persona": 99}))
     monkeypatch.setattr(setup, "load_personas", lambda role, split: [] if split == "eval" else [1])
     with pytest.raises(setup.RunConfigError, match="eval persona split is empty"):
         setup.build_run(_config())

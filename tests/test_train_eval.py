@@ -28,6 +28,18 @@ def test_samples_per_persona_repeats_each_persona_with_its_opening(run) -> None:
     assert ev.eval_batch(run, seed=0) == batch
 
 
+def test_first_persona_moves_the_held_out_window() -> None:
+    from persona_jax.data.persona_bank import load_personas
+
+    c = get_config()
+    c.eval.num_personas = 2
+    c.eval.first_persona = 1
+    later = build_run(c)
+    held_out = [p.id for p in load_personas(c.data.role, "eval")]
+    assert [p.id for p in later.eval_personas] == held_out[1:]
+    assert list(dict.fromkeys(ev.eval_batch(later, seed=0)["persona_id"])) == held_out[1:3]
+
+
 def test_bad_samples_per_persona_is_refused(run) -> None:
     run.config.eval.samples_per_persona = 0
     try:

@@ -62,7 +62,7 @@ class Run:
     judge: Judge
     eval_judge: Judge
     train_personas: list[Persona]
-    eval_personas: list[Persona]
+    eval_personas: list[Persona]  # the eval split from `eval.first_persona` on
     partners: dict[str, PartnerSpec]
     rl: RLConfig
     widths: InputWidths
@@ -181,6 +181,12 @@ def build_run(c: ConfigDict) -> Run:
     for name, split in (("train", train_p), ("eval", eval_p)):
         if not split:
             raise RunConfigError(f"data.role={c.data.role}: the {name} persona split is empty")
+    first = int(c.eval.get("first_persona", 0))
+    if not 0 <= first < len(eval_p):
+        raise RunConfigError(
+            f"eval.first_persona={first}: the {c.data.role} bank has {len(eval_p)} held-out "
+            f"personas, so it must be in 0..{len(eval_p) - 1}"
+        )
     partners = load_partners()
     try:
         widths = resolve_widths(
@@ -241,7 +247,7 @@ def build_run(c: ConfigDict) -> Run:
         judge=judge,
         eval_judge=eval_judge,
         train_personas=train_p,
-        eval_personas=eval_p,
+        eval_personas=eval_p[first:],
         partners=partners,
         rl=rl,
         widths=widths,
