@@ -109,7 +109,7 @@ def run_config(c: ConfigDict) -> ConfigDict:
 
 
 def _generate(c: ConfigDict) -> tuple[list[EvalDialogue], Base, str]:
-    from persona_jax.data.persona_bank import ROLES, load_personas
+    from persona_jax.data.persona_bank import ROLES
     from persona_jax.evaluation.generate import generate_dialogues
     from persona_jax.evaluation.sources import load_model_source
     from persona_jax.train.setup import build_run
@@ -126,10 +126,10 @@ def _generate(c: ConfigDict) -> tuple[list[EvalDialogue], Base, str]:
             f"policy={c.policy!r} was trained from the {name} base; set tiny / base_model to "
             "that base (the partner and the distilled judge run on it)"
         )
-    rc = run_config(c)
-    # One round plays every held-out persona at most once (see generate_dialogues).
-    rc.eval.num_personas = min(c.num_dialogues, len(load_personas(c.role, "eval")) or 1)
-    run = build_run(rc)
+    run = build_run(run_config(c))
+    # One round plays every held-out persona of the run's window at most once (see
+    # generate_dialogues); build_run has refused an empty one.
+    run.config.eval.num_personas = min(c.num_dialogues, len(run.eval_personas))
     if source is not None:
         policy_cfg, policy_params, what = source.config, source.params, source.description
     else:
