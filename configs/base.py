@@ -78,7 +78,7 @@ def get_base_config() -> ConfigDict:
     c.rl.ent_coef = 0.0
     c.rl.kl_coef = 0.05
     c.rl.kl_in_reward = True
-    c.rl.kl_estimator = "k3"
+    c.rl.kl_estimator = "k3"  # of the loss term (kl_in_reward=False): k2 or k3; see rl.losses
     c.rl.adaptive_kl = False
     c.rl.kl_target = 0.05
     c.rl.kl_horizon = 1000.0

@@ -48,8 +48,17 @@ def make_batch(b=4, length=24, seed=0):
         RLConfig(algorithm="reinforce", baseline="learned"),
         RLConfig(algorithm="rloo", group_size=2),
         RLConfig(algorithm="grpo", group_size=2, ent_coef=0.01),
+        RLConfig(algorithm="rloo", group_size=2, kl_in_reward=False, kl_estimator="k2"),
     ],
-    ids=["ppo", "ppo-separate-klloss", "reinforce", "reinforce-learned", "rloo", "grpo"],
+    ids=[
+        "ppo",
+        "ppo-separate-klloss",
+        "reinforce",
+        "reinforce-learned",
+        "rloo",
+        "grpo",
+        "rloo-k2loss",
+    ],
 )
 def test_every_algorithm_updates(rl):
     params = Llama(CFG, rngs=nnx.Rngs(0)).params()
@@ -84,6 +93,14 @@ def test_adaptive_kl_coefficient_respects_its_floor():
         RLConfig(kl_coef_min=0.5, kl_coef_max=0.1)
     with pytest.raises(ValueError, match="outside"):
         RLConfig(**{**common, "kl_coef_min": 0.2})
+
+
+def test_kl_estimator_is_checked():
+    with pytest.raises(ValueError, match="kl_estimator must be"):
+        RLConfig(kl_estimator="k9")
+    with pytest.raises(ValueError, match="zero expected gradient"):
+        RLConfig(kl_estimator="k1", kl_in_reward=False)
+    assert RLConfig(kl_estimator="k1").kl_in_reward  # inside the reward k1 is the usual choice
 
 
 def test_policy_gradient_raises_logprob_of_rewarded_tokens():

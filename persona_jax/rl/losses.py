@@ -25,18 +25,25 @@ def entropy_from_logits(logits: jax.Array) -> jax.Array:
 
 
 def kl_estimate(logp: jax.Array, ref_logp: jax.Array, kind: str = "k3") -> jax.Array:
-    """Per-token estimate of KL(policy || reference) from sampled tokens.
+    """Per-token estimate of KL(policy || reference) from tokens sampled by the policy.
 
-    k1 = logp - ref_logp is unbiased but can be negative; k3 = exp(r) - r - 1 with
-    r = ref_logp - logp is unbiased and non-negative (Schulman's estimator), the better
-    choice as a loss term; k1 is the classic choice inside the reward.
+    With d = logp - ref_logp: k1 = d is unbiased but can be negative (the classic choice
+    inside the reward); k3 = exp(-d) + d - 1 is unbiased and non-negative (Schulman's
+    estimator); k2 = d**2 / 2 is biased as a value but, used as a loss term on on-policy
+    samples, its gradient E[d * grad logp] is exactly the gradient of KL(policy || reference).
+    The gradient of k3 as a loss is E[(1 - exp(-d)) grad logp], the gradient of the *forward*
+    KL(reference || policy): its pull on a token the policy has made more likely than the
+    reference saturates at 1 however far the policy has moved, so it restrains the sharpening
+    that drives the reverse KL (the one a run's budget measures) less than k2 does.
     """
+    d = logp - ref_logp
     if kind == "k1":
-        return logp - ref_logp
+        return d
+    if kind == "k2":
+        return 0.5 * d * d
     if kind == "k3":
-        r = ref_logp - logp
-        return jnp.exp(r) - r - 1.0
-    raise ValueError(f"unknown KL estimator {kind!r}; use 'k1' or 'k3'")
+        return jnp.exp(-d) + d - 1.0
+    raise ValueError(f"unknown KL estimator {kind!r}; use 'k1', 'k2' or 'k3'")
 
 
 def ppo_policy_loss(

@@ -70,6 +70,13 @@ class RLConfig:
                 f"kl_coef {self.kl_coef} is outside [kl_coef_min, kl_coef_max] = "
                 f"[{self.kl_coef_min}, {self.kl_coef_max}]"
             )
+        if self.kl_estimator not in ("k1", "k2", "k3"):
+            raise ValueError(f"kl_estimator must be 'k1', 'k2' or 'k3', got {self.kl_estimator!r}")
+        if self.kl_estimator == "k1" and not self.kl_in_reward:
+            raise ValueError(
+                "kl_estimator 'k1' as a loss term has zero expected gradient on policy "
+                "samples; use 'k2' or 'k3' with kl_in_reward=False"
+            )
         if self.baseline not in ("moving", "learned"):
             raise ValueError(f"baseline must be 'moving' or 'learned', got {self.baseline!r}")
 
