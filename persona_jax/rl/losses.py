@@ -30,11 +30,13 @@ def kl_estimate(logp: jax.Array, ref_logp: jax.Array, kind: str = "k3") -> jax.A
     With d = logp - ref_logp: k1 = d is unbiased but can be negative (the classic choice
     inside the reward); k3 = exp(-d) + d - 1 is unbiased and non-negative (Schulman's
     estimator); k2 = d**2 / 2 is biased as a value but, used as a loss term on on-policy
-    samples, its gradient E[d * grad logp] is exactly the gradient of KL(policy || reference).
-    The gradient of k3 as a loss is E[(1 - exp(-d)) grad logp], the gradient of the *forward*
+    samples, its gradient E[d * grad logp] is exactly the gradient of each position's
+    KL(policy || reference) given its prefix, the divergence a run's KL budget sums over the
+    episode (the effect of a token on later positions' KL is left to the KL-in-reward form).
+    The gradient of k3 as a loss is E[(1 - exp(-d)) grad logp], that of the *forward*
     KL(reference || policy): its pull on a token the policy has made more likely than the
     reference saturates at 1 however far the policy has moved, so it restrains the sharpening
-    that drives the reverse KL (the one a run's budget measures) less than k2 does.
+    that raises the reverse KL less than k2 does.
     """
     d = logp - ref_logp
     if kind == "k1":
