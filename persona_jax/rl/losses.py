@@ -11,6 +11,8 @@ import jax.numpy as jnp
 
 from persona_jax.rl.advantages import masked_mean
 
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
 
 def token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     """log p(tokens) under `logits` [batch, T, V] -> [batch, T] (float32)."""
@@ -45,7 +47,7 @@ def kl_estimate(logp: jax.Array, ref_logp: jax.Array, kind: str = "k3") -> jax.A
         return 0.5 * d * d
     if kind == "k3":
         return jnp.exp(-d) + d - 1.0
-    raise ValueError(f"unknown KL estimator {kind!r}; use 'k1', 'k2' or 'k3'")
+    raise ValueError(f"unknown KL estimator {kind!r}; use one of {KL_ESTIMATORS}")
 
 
 def ppo_policy_loss(

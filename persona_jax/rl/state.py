@@ -12,6 +12,7 @@ import optax
 
 from persona_jax.models.llama.config import LlamaConfig
 from persona_jax.models.llama.model import Params
+from persona_jax.rl.losses import KL_ESTIMATORS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +71,10 @@ class RLConfig:
                 f"kl_coef {self.kl_coef} is outside [kl_coef_min, kl_coef_max] = "
                 f"[{self.kl_coef_min}, {self.kl_coef_max}]"
             )
-        if self.kl_estimator not in ("k1", "k2", "k3"):
-            raise ValueError(f"kl_estimator must be 'k1', 'k2' or 'k3', got {self.kl_estimator!r}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(
+                f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}"
+            )
         if self.kl_estimator == "k1" and not self.kl_in_reward:
             raise ValueError(
                 "kl_estimator 'k1' as a loss term has zero expected gradient on policy "
