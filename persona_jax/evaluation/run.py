@@ -99,7 +99,6 @@ def run_config(c: ConfigDict) -> ConfigDict:
     rc.model.path = c.base_model
     rc.eval.num_turns = c.num_turns
     rc.eval.temperature = c.temperature
-    rc.eval.num_personas = c.num_dialogues
     if c.judge == "distilled":
         rc.judge.path, rc.judge.random = c.distilled.path, c.distilled.random
     else:
