@@ -108,6 +108,10 @@ def get_base_config() -> ConfigDict:
     # more step (with its in-training evaluation, if one is due) plus an after-evaluation would
     # pass it; an evaluation is assumed to take as long as the latest one did.
     c.train.deadline_minutes = 0.0
+    # A run that ends over rl.kl_budget hands over (evaluates after, and saves to
+    # workdir/within_budget for export_hf.py) its latest policy within the budget instead of the
+    # last one; costs two device copies of the policy's parameters (persona_jax.train.kl_budget).
+    c.train.rollback_over_kl_budget = False
 
     c.eval = ConfigDict()
     c.eval.before_after = True  # evaluate on held-out personas before and after training

@@ -26,6 +26,7 @@ def apply_platform(c: ConfigDict, platform: str) -> ConfigDict:
         c.train.max_minutes = 23.0
         c.train.deadline_minutes = 28.5  # a slower machine trains fewer steps, not longer
         c.train.save_every = 2
+        c.train.rollback_over_kl_budget = True  # what a 30-minute run hands over
         c.reward.run_on_penalty = 0.25  # 32 tokens is a short cap for a therapy reply
         c.eval.num_personas = 10
         c.eval.num_turns = 3

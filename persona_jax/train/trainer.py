@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
@@ -34,6 +35,7 @@ from persona_jax.rl.update import Batch
 from persona_jax.train.changes import changes_between, eval_lines_path, save_eval_lines
 from persona_jax.train.curves import plot_run
 from persona_jax.train.evaluation import evaluate
+from persona_jax.train.kl_budget import KLHistory
 from persona_jax.train.logging import MetricWriter
 from persona_jax.train.setup import Run, build_run, describe
 
@@ -101,6 +103,12 @@ class Trainer:
         self.input_stats = InputStats()
         self._rollout = None
         self._update = None
+        self.kl = KLHistory(c.rl.kl_budget)
+        self.rollback = bool(c.train.rollback_over_kl_budget)
+        # (policy step, a copy of its parameters): the latest admissible policy, kept on
+        # device only when the run may hand it over instead of the last one.
+        self._within: tuple[int, Any] | None = None
+        self._copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
     # ------------------------------------------------------------------ jitted pieces
     def _inputs(self, batch) -> Any:
@@ -165,7 +173,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _meta(self) -> dict[str, Any]:
-        return {"config": json.loads(self.config.to_json()), **describe(self.run)}
+        return {
+            "config": json.loads(self.config.to_json()),
+            **describe(self.run),
+            "kl_history": self.kl.to_json(),
+        }
 
     def save(self, step: int, *, force: bool = False) -> None:
         self.ckpt.save(step, self.state, data=self.data.get_state(), meta=self._meta(), force=force)
@@ -175,6 +187,7 @@ class Trainer:
         if restored is None:
             return 0
         self.state = restored.state
+        self.kl.restore(restored.meta.get("kl_history"), restored.step)
         if restored.data:
             self.data.set_state(restored.data)
         print(f"resumed from {self.ckpt.directory} step {restored.step}")
@@ -195,8 +208,12 @@ class Trainer:
         rl_batch = Batch(
             out.sequence, out.sequence_mask, out.policy_mask, token_rewards, out.behaviour_logprobs
         )
+        # The update donates the state; the policy it measures the KL of is copied first.
+        before = self._copy(self.state.params["policy"]) if self.rollback else None
         self.state, metrics = self._update_fn(rl_batch)(self.state, rl_batch, self.ref)
         metrics = to_host(metrics)
+        if self.kl.record(step, float(metrics["kl"])) and before is not None:
+            self._within = (step, before)
         t3 = time.perf_counter()
         lengths = to_host((out.policy.lengths, out.partner.lengths))
         n_tokens = float(lengths[0].sum() + lengths[1].sum())
@@ -213,8 +230,9 @@ class Trainer:
         )
         return logs
 
-    def evaluate(self, step: int, tag: str) -> dict[str, float]:
-        result = evaluate(self.run, self.state.params["policy"], seed=self.config.seed)
+    def evaluate(self, step: int, tag: str, policy: Any = None) -> dict[str, float]:
+        policy = self.state.params["policy"] if policy is None else policy
+        result = evaluate(self.run, policy, seed=self.config.seed)
         self.writer.write(step, result.metrics, prefix="eval/")
         if jax.process_index() == 0:
             path = self.workdir / "samples" / f"{tag}_step{step:06d}.txt"
@@ -270,10 +288,8 @@ class Trainer:
             disable=jax.process_index() != 0,
         )
         step = start
-        recent_kl: list[float] = []
         for step in bar:
             logs = self.train_step(step)
-            recent_kl = [*recent_kl[-2:], logs["kl"]]
             done = step + 1
             if done % c.train.log_every == 0:
                 self.writer.write(done, logs)
@@ -308,24 +324,52 @@ class Trainer:
         if self.ckpt.latest_step != final:
             self.save(final, force=True)
         self.ckpt.wait()
-        after = self.evaluate(final, "after") if c.eval.before_after else None
+        policy_step, policy = self.handed_over(final)
+        after = self.evaluate(policy_step, "after", policy) if c.eval.before_after else None
         self.writer.close()
         self.draw_curves()
+        rolled_back = policy_step != final
         return {
             "before": before,
             "after": after,
             "steps": final,
-            "kl": kl_summary(c, recent_kl),
-            "change": self.changes(final) if after is not None else None,
+            "policy_step": policy_step,
+            "kl": self.kl.summary(policy_step if rolled_back else None),
+            "change": self.changes(policy_step) if after is not None else None,
         }
 
-
-def kl_summary(c: ConfigDict, recent_kl: list[float]) -> dict[str, Any]:
-    """Mean episode KL to the reference over the last (up to 3) steps, against the budget."""
-    if not recent_kl:
-        return {"last_steps_mean": None, "budget": c.rl.kl_budget, "within_budget": None}
-    kl = float(np.mean(recent_kl))
-    return {"last_steps_mean": kl, "budget": c.rl.kl_budget, "within_budget": kl <= c.rl.kl_budget}
+    def handed_over(self, final: int) -> tuple[int, Any]:
+        """(policy step, policy parameters) the run hands over: the last policy, or with
+        ``train.rollback_over_kl_budget`` the latest one within the KL budget when the run
+        ends over it (also saved to ``workdir/within_budget`` for ``export_hf.py``)."""
+        last = (final, self.state.params["policy"])
+        if not self.rollback or self.kl.ends_within in (None, True):
+            return last
+        target = self.kl.latest_admissible()
+        end = self.kl.summary()
+        over = (
+            f"the run ends over its KL budget (last policy {self.kl.kls[-1]:.2f}, mean of the "
+            f"last steps {end['last_steps_mean']:.2f}; budget {end['budget']:g})"
+        )
+        if target is None:
+            print(f"warning: {over} and no policy of this run was within it; keeping the last")
+            return last
+        if self._within is not None and self._within[0] == target:
+            policy = self._within[1]
+        elif target in self.ckpt.all_steps():  # a resumed run's earlier policy
+            policy = self.ckpt.restore(self.state, step=target).state.params["policy"]
+        else:
+            print(
+                f"warning: {over}; policy step {target}, the latest within it, was neither kept "
+                "since the resume nor checkpointed; keeping the last"
+            )
+            return last
+        print(f"{over}: handing over policy step {target}, the latest within it")
+        saver = Checkpointer(self.workdir / "within_budget", max_to_keep=1, async_save=False)
+        if target not in saver.all_steps():  # (a resumed run may have saved it already)
+            saver.save(target, {"params": {"policy": policy}}, meta=self._meta(), force=True)
+        saver.close()
+        return target, policy
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
