@@ -346,10 +346,10 @@ class Trainer:
         if not self.rollback or self.kl.ends_within in (None, True):
             return last
         target = self.kl.latest_admissible()
-        end = self.kl.summary()
+        kl = self.kl
         over = (
-            f"the run ends over its KL budget (last policy {self.kl.kls[-1]:.2f}, mean of the "
-            f"last steps {end['last_steps_mean']:.2f}; budget {end['budget']:g})"
+            f"the run ends over its KL budget (last policy {kl.kls[-1]:.2f}, mean of the last "
+            f"steps {kl.trailing_mean(len(kl.kls) - 1):.2f}; budget {kl.budget:g})"
         )
         if target is None:
             print(f"warning: {over} and no policy of this run was within it; keeping the last")
